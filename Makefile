@@ -1,0 +1,46 @@
+# speechdistill — two commands: `make demo` (the mini recipe end to end) and `make test`.
+# Both create .venv when missing and install into it. Nothing here may pull a CUDA torch:
+# torch==2.13.0 (the CPU wheel) is installed first, and every other requirement accepts it.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+TORCH   ?= torch==2.13.0
+STAMP   := $(VENV)/.speechdistill-installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test lint bench install sysdeps clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -c "import torch; assert '+cu' not in torch.__version__, torch.__version__"
+	@touch $@
+
+# System packages the demo and tests need: espeak-ng (speech synthesis for the mini corpus).
+sysdeps:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q espeak-ng; }
+
+demo: install sysdeps
+	cd egs/mini_en && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ./run.sh
+
+test: install sysdeps
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m ruff check .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: install sysdeps
+	@for b in bench/*.py; do echo "== $$b"; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) egs/*/data egs/*/dump egs/*/exp

@@ -1,0 +1,5 @@
+import sys
+
+from speechdistill.cli import main
+
+sys.exit(main())

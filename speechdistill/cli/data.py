@@ -1,0 +1,10 @@
+"""`speechdistill data` (placeholder until implemented)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="(not implemented yet)")
+    p.set_defaults(func=lambda args: (_ for _ in ()).throw(NotImplementedError("data")))

@@ -1,0 +1,236 @@
+"""Kaldi data directories: reading and writing the key-value files.
+
+A data dir holds ``wav.scp`` (recording -> path or ``cmd |`` pipe), optional ``segments``
+(utterance -> recording, start, end), ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur``,
+``reco2dur`` and any other utterance-keyed file (``text.teacher``, ``utt2<score>`` …).
+Every file is one ``key value`` pair a line, keys unique and sorted in C (byte) order.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+from speechdistill.utils import PathLike, atomic_open
+
+_SPLIT = re.compile(r"[ \t]+")
+
+#: Files keyed by utterance id (besides the patterns ``text*`` and ``utt2*``).
+UTT_FILES_FIXED = ("segments", "feats.scp")
+#: Files keyed by recording id when ``segments`` exists.
+RECO_FILES = ("wav.scp", "reco2dur", "reco2file_and_channel", "reco2num_samples")
+#: Files keyed by speaker id.
+SPK_FILES = ("spk2utt", "spk2gender", "cmvn.scp")
+
+
+class DataDirError(ValueError):
+    """A data-dir file is malformed; the message names the file (and line when known)."""
+
+    def __init__(self, message: str, path: PathLike | None = None, line: int | None = None):
+        self.path = None if path is None else Path(path)
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)
+
+
+class Segment(NamedTuple):
+    """One line of ``segments``: the recording and the span in seconds."""
+
+    reco: str
+    start: float
+    end: float
+
+
+def c_sorted(keys: Iterable[str]) -> list[str]:
+    """Sort keys as ``LC_ALL=C sort`` does (UTF-8 byte order equals code-point order)."""
+    return sorted(keys)
+
+
+def parse_line(line: str) -> tuple[str, str]:
+    """Split a Kaldi line into its key and the rest (the value may be empty)."""
+    line = line.rstrip("\r\n")
+    parts = _SPLIT.split(line.strip(" \t"), maxsplit=1)
+    key = parts[0]
+    value = parts[1] if len(parts) > 1 else ""
+    return key, value
+
+
+def read_kv(path: PathLike, *, allow_duplicates: bool = False) -> dict[str, str]:
+    """Read a ``key value`` file into an ordered dict; duplicate keys and blank lines are errors."""
+    path = Path(path)
+    out: dict[str, str] = {}
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataDirError("file not found", path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        lineno = raw[: e.start].count(b"\n") + 1
+        raise DataDirError("invalid UTF-8", path, lineno) from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        key, value = parse_line(line)
+        if not key:
+            raise DataDirError("empty line", path, lineno)
+        if key in out and not allow_duplicates:
+            raise DataDirError(f"duplicate key {key!r}", path, lineno)
+        out[key] = value
+    return out
+
+
+def format_line(key: str, value: str) -> str:
+    """One Kaldi line (``key value``, or ``key`` alone for an empty value)."""
+    if not key or any(c.isspace() for c in key):
+        raise ValueError(f"invalid Kaldi key {key!r}: keys must be non-empty and without whitespace")
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"value for {key!r} contains a newline")
+    return f"{key} {value}\n" if value != "" else f"{key}\n"
+
+
+def write_kv(path: PathLike, mapping: Mapping[str, object], *, sort: bool = True) -> None:
+    """Write ``mapping`` as a Kaldi file atomically, C-sorted by key unless ``sort=False``."""
+    keys = c_sorted(mapping) if sort else list(mapping)
+    with atomic_open(path, "w") as f:
+        for key in keys:
+            f.write(format_line(key, _fmt(mapping[key])))
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else str(value)
+    if isinstance(value, list | tuple):
+        return " ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def read_segments(path: PathLike) -> dict[str, Segment]:
+    """Read ``segments`` (``utt reco start end``); a malformed line is an error naming it."""
+    out: dict[str, Segment] = {}
+    for lineno, (utt, value) in enumerate(read_kv(path).items(), 1):
+        fields = value.split()
+        if len(fields) != 3:
+            raise DataDirError(
+                f"expected 'utt reco start end', got {len(fields) + 1} fields", path, lineno
+            )
+        try:
+            start, end = float(fields[1]), float(fields[2])
+        except ValueError:
+            raise DataDirError(f"non-numeric start/end for {utt!r}", path, lineno) from None
+        out[utt] = Segment(fields[0], start, end)
+    return out
+
+
+def write_segments(path: PathLike, segments: Mapping[str, Segment]) -> None:
+    """Write ``segments`` with times to the millisecond."""
+    write_kv(path, {u: f"{s.reco} {s.start:.3f} {s.end:.3f}" for u, s in segments.items()})
+
+
+def read_floats(path: PathLike) -> dict[str, float]:
+    """Read a ``key number`` file such as ``utt2dur``; non-numeric values are errors."""
+    out: dict[str, float] = {}
+    for lineno, (key, value) in enumerate(read_kv(path).items(), 1):
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise DataDirError(f"non-numeric value {value!r} for {key!r}", path, lineno) from None
+    return out
+
+
+def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> dict[str, list[str]]:
+    """Invert ``utt2spk``; utterances of each speaker in C order."""
+    out: dict[str, list[str]] = {}
+    for utt in c_sorted(utt2spk):
+        out.setdefault(utt2spk[utt], []).append(utt)
+    return {spk: out[spk] for spk in c_sorted(out)}
+
+
+def spk2utt_to_utt2spk(spk2utt: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """Invert ``spk2utt``."""
+    return {utt: spk for spk, utts in spk2utt.items() for utt in utts}
+
+
+def is_utt_file(name: str) -> bool:
+    """Whether a file in a data dir is keyed by utterance id (wav.scp depends on segments)."""
+    return name.startswith(("text", "utt2")) or name in UTT_FILES_FIXED
+
+
+class DataDir:
+    """A Kaldi data directory. Reads are uncached; writes are atomic and C-sorted."""
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"DataDir({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def exists(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    # generic
+    def read(self, name: str) -> dict[str, str]:
+        return read_kv(self.path / name)
+
+    def write(self, name: str, mapping: Mapping[str, object]) -> None:
+        write_kv(self.path / name, mapping)
+
+    def read_floats(self, name: str) -> dict[str, float]:
+        return read_floats(self.path / name)
+
+    # standard files
+    @property
+    def has_segments(self) -> bool:
+        return self.exists("segments")
+
+    def wav_scp(self) -> dict[str, str]:
+        return self.read("wav.scp")
+
+    def text(self, name: str = "text") -> dict[str, str]:
+        return self.read(name)
+
+    def utt2spk(self) -> dict[str, str]:
+        return self.read("utt2spk")
+
+    def spk2utt(self) -> dict[str, list[str]]:
+        return {k: v.split() for k, v in self.read("spk2utt").items()}
+
+    def segments(self) -> dict[str, Segment]:
+        return read_segments(self.path / "segments")
+
+    def utt2dur(self) -> dict[str, float]:
+        return self.read_floats("utt2dur")
+
+    def write_utt2spk(self, utt2spk: Mapping[str, str]) -> None:
+        """Write ``utt2spk`` and the matching ``spk2utt``."""
+        self.write("utt2spk", utt2spk)
+        self.write("spk2utt", {s: " ".join(u) for s, u in utt2spk_to_spk2utt(utt2spk).items()})
+
+    def write_segments(self, segments: Mapping[str, Segment]) -> None:
+        write_segments(self.path / "segments", segments)
+
+    def utt_ids(self) -> list[str]:
+        """Utterance ids in C order, from ``utt2spk`` (or ``segments``/``wav.scp``/``text``)."""
+        for name in ("utt2spk", "segments", "text"):
+            if self.exists(name):
+                return c_sorted(self.read(name))
+        if self.exists("wav.scp"):
+            return c_sorted(self.read("wav.scp"))
+        raise DataDirError("no utt2spk, segments, text or wav.scp: not a data dir", self.path)
+
+    def utt_files(self) -> list[str]:
+        """Names of the utterance-keyed files present (``wav.scp`` only without ``segments``)."""
+        names = sorted(p.name for p in self.path.iterdir() if p.is_file() and is_utt_file(p.name))
+        names = [n for n in names if not n.startswith(".")]
+        if not self.has_segments and self.exists("wav.scp"):
+            names.append("wav.scp")
+        return names
+
+    def __len__(self) -> int:
+        return len(self.utt_ids())
