@@ -1,9 +1,99 @@
-"""Audio-dependent ``speechdistill data`` subcommands (placeholder until implemented)."""
+"""Audio-dependent ``speechdistill data`` subcommands: ``utt2dur``, ``to-hf``, ``from-hf``."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+
+log = logging.getLogger(__name__)
 
 
 def register(data_sub: argparse._SubParsersAction) -> None:
     """Add the audio-dependent subcommands (utt2dur, to-hf, from-hf) to ``speechdistill data``."""
+    p = data_sub.add_parser(
+        "utt2dur",
+        help="write utt2dur (and reco2dur with segments), as Kaldi's get_utt2dur.sh",
+        description="Compute utterance durations: segments end-start, else audio headers "
+        "(pipes are run and decoded). Writes DIR/utt2dur, and DIR/reco2dur when DIR has segments.",
+    )
+    p.add_argument("dir", metavar="DIR", help="Kaldi data dir")
+    p.set_defaults(func=_utt2dur)
+
+    p = data_sub.add_parser(
+        "to-hf",
+        help="save a data dir as a Hugging Face dataset (save_to_disk)",
+        description="Columns: id, audio (16 kHz FLAC bytes, decode=False), text, speaker, "
+        "duration, and one string column per extra utterance file, named as the file.",
+    )
+    p.add_argument("dir", metavar="DIR", help="Kaldi data dir")
+    p.add_argument("out", metavar="OUT", help="output folder (datasets' save_to_disk format)")
+    p.add_argument(
+        "--extra-files",
+        nargs="*",
+        default=None,
+        metavar="FILE",
+        help="utterance files to add as columns (default: all present; no FILE: none)",
+    )
+    p.add_argument("--audio-format", choices=("flac", "wav"), default="flac", help="%(default)s")
+    p.set_defaults(func=_to_hf)
+
+    p = data_sub.add_parser(
+        "from-hf",
+        help="write a Hugging Face dataset as a Kaldi data dir with 16 kHz WAV files",
+        description="IN is a save_to_disk folder (a Dataset or DatasetDict), or a Hub dataset id "
+        "when online. Audio is decoded with soundfile and written under --audio-dir.",
+    )
+    p.add_argument("input", metavar="IN", help="save_to_disk folder or Hub dataset id")
+    p.add_argument("out", metavar="OUT", help="output data dir")
+    p.add_argument("--split", default="train", help="split of a DatasetDict (%(default)s)")
+    p.add_argument("--audio-column", default="audio", help="%(default)s")
+    p.add_argument("--text-column", default="text", help="%(default)s (skipped if absent)")
+    p.add_argument("--id-column", default="id", help="%(default)s (else the audio file name)")
+    p.add_argument(
+        "--speaker-column", default="speaker", help="%(default)s (else one speaker per utterance)"
+    )
+    p.add_argument(
+        "--extra-columns",
+        nargs="*",
+        default=None,
+        metavar="COL",
+        help="columns to write as files (default: those named text.* or utt2*)",
+    )
+    p.add_argument("--audio-dir", default=None, help="where the WAV files go (default OUT/wavs)")
+    p.add_argument(
+        "--skip-errors", action="store_true", help="skip (and list) utterances with bad audio"
+    )
+    p.set_defaults(func=_from_hf)
+
+
+def _utt2dur(args: argparse.Namespace) -> int:
+    from speechdistill.audio import compute_utt2dur
+
+    durs = compute_utt2dur(args.dir)
+    log.info("%s: %d utterances, %.2f hours", args.dir, len(durs), sum(durs.values()) / 3600)
+    return 0
+
+
+def _to_hf(args: argparse.Namespace) -> int:
+    from speechdistill.datadir.hf import save_to_hf
+
+    save_to_hf(args.dir, args.out, extra_files=args.extra_files, audio_format=args.audio_format)
+    return 0
+
+
+def _from_hf(args: argparse.Namespace) -> int:
+    from speechdistill.datadir.hf import from_hf
+
+    from_hf(
+        args.input,
+        args.out,
+        split=args.split,
+        audio_column=args.audio_column,
+        text_column=args.text_column,
+        id_column=args.id_column,
+        speaker_column=args.speaker_column,
+        extra_columns=args.extra_columns,
+        audio_dir=args.audio_dir,
+        skip_errors=args.skip_errors,
+    )
+    return 0

@@ -1,10 +1,52 @@
-"""`speechdistill decode` (placeholder until implemented)."""
+"""``speechdistill decode``: transcribe a data dir with a Whisper model."""
 
 from __future__ import annotations
 
 import argparse
 
+from speechdistill.decode import DecodeConfig, decode_data_dir
+
+
+def add_generation_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by the stages that run Whisper's ``generate``."""
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-beams", type=int, default=1, help="1 = greedy")
+    p.add_argument("--language", default=None, help="e.g. en, pt (multilingual models)")
+    p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--timestamps", action="store_true", help="predict timestamp tokens")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("decode", help="(not implemented yet)")
-    p.set_defaults(func=lambda args: (_ for _ in ()).throw(NotImplementedError("decode")))
+    p = sub.add_parser(
+        "decode",
+        help="transcribe a data dir (batched greedy or beam search)",
+        description="Decode every utterance of a Kaldi data dir; writes OUT/text, "
+        "OUT/utt2decode_time and OUT/decode.json (speed).",
+    )
+    p.add_argument("--model", required=True, help="model directory or Hub id")
+    p.add_argument("--data", required=True, help="Kaldi data dir (text not needed)")
+    p.add_argument("--out", required=True, help="output directory")
+    add_generation_args(p)
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip unreadable audio (counted) instead of failing"
+    )
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = DecodeConfig(
+        batch_size=args.batch_size,
+        num_beams=args.num_beams,
+        language=args.language,
+        task=args.task,
+        max_new_tokens=args.max_new_tokens,
+        return_timestamps=args.timestamps,
+        device=args.device,
+        dtype=args.dtype,
+        skip_bad=args.skip_bad,
+    )
+    decode_data_dir(args.model, args.data, args.out, config)
+    return 0

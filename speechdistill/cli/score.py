@@ -1,10 +1,126 @@
-"""`speechdistill score` (placeholder until implemented)."""
+"""`speechdistill score` (WER/CER of one decode dir) and `speechdistill results` (RESULTS.md)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from speechdistill.datadir import read_kv
+
+log = logging.getLogger(__name__)
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "yes"):
+        return True
+    if low in ("false", "no"):
+        return False
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key] = _parse_value(value)
+    return out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("score", help="(not implemented yet)")
-    p.set_defaults(func=lambda args: (_ for _ in ()).throw(NotImplementedError("score")))
+    from speechdistill.text import NORMALIZERS
+
+    p = sub.add_parser(
+        "score",
+        help="WER/CER of hypotheses against references (sclite/Kaldi-style report files)",
+        description="Score a hypothesis text file against a reference text file (Kaldi format). "
+        "Writes result.txt, per_utt, per_spk, wer, cer, ref.trn, hyp.trn and results.json "
+        "to --out and prints the summary.",
+    )
+    p.add_argument("--ref", required=True, help="reference text (utt text), e.g. data/test/text")
+    p.add_argument("--hyp", required=True, help="hypothesis text, e.g. exp/x/decode_test/text")
+    p.add_argument("--out", required=True, help="output dir, e.g. exp/x/decode_test/score_wer")
+    p.add_argument(
+        "--normalizer", default="english", choices=sorted(NORMALIZERS), help="(default: english)"
+    )
+    p.add_argument(
+        "--normalizer-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="normaliser option, e.g. expand_numbers=false (repeatable)",
+    )
+    p.add_argument("--utt2spk", help="utt2spk for the per-speaker tables")
+    p.add_argument("--name", help="dataset name (default: from decode_<name> in --hyp)")
+    p.add_argument("--model", help="model name (default: from exp/<model>/decode_* in --hyp)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no CI)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument(
+        "--missing",
+        choices=("delete", "error"),
+        default="delete",
+        help="reference utterances without hypothesis: score as deletions (default) or fail",
+    )
+    p.add_argument(
+        "--extra",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra figure stored in results.json, e.g. rtfx=12.5 (repeatable)",
+    )
+    p.set_defaults(func=run_score)
+
+    r = sub.add_parser(
+        "results",
+        help="collect results.json files into an ESPnet-style RESULTS.md",
+        description="Write RESULTS.md with a section per model and WER/CER tables per dataset.",
+    )
+    r.add_argument("results", nargs="+", help="results.json files (or score dirs holding one)")
+    r.add_argument("--out", required=True, help="RESULTS.md to write")
+    r.add_argument("--title", default="RESULTS", help="top heading (default: RESULTS)")
+    r.add_argument("--model", help="model name for every entry (default: from each file)")
+    r.set_defaults(func=run_results)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from speechdistill.scoring import infer_names, score, write_score_dir
+
+    refs = read_kv(args.ref)
+    hyps = read_kv(args.hyp)
+    utt2spk = read_kv(args.utt2spk) if args.utt2spk else None
+    model, dataset = infer_names(Path(args.hyp).parent)
+    result = score(
+        refs,
+        hyps,
+        normalizer=args.normalizer,
+        normalizer_options=_key_values(args.normalizer_option, "--normalizer-option"),
+        utt2spk=utt2spk,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        on_missing=args.missing,
+        model=args.model or model,
+        dataset=args.name or dataset or Path(args.ref).parent.name or None,
+        ref_path=args.ref,
+        hyp_path=args.hyp,
+        extra=_key_values(args.extra, "--extra"),
+    )
+    write_score_dir(result, args.out)
+    for line in result.summary_lines():
+        print(line)
+    return 0
+
+
+def run_results(args: argparse.Namespace) -> int:
+    from speechdistill.scoring import write_results_md
+
+    entries = [(args.model or "", Path(p)) for p in args.results]
+    write_results_md(args.out, entries, title=args.title)
+    print(f"wrote {args.out} ({len(entries)} results)")
+    return 0

@@ -15,19 +15,31 @@ from speechdistill.datadir.core import (
     write_kv,
     write_segments,
 )
+from speechdistill.datadir.fix import FixReport, fix
+from speechdistill.datadir.ops import combine, copy, merge_split, split, subset
+from speechdistill.datadir.validate import DataDirValidationError, validate
 
 __all__ = [
     "DataDir",
     "DataDirError",
+    "DataDirValidationError",
+    "FixReport",
     "Segment",
     "c_sorted",
+    "combine",
+    "copy",
+    "fix",
     "is_utt_file",
+    "merge_split",
     "parse_line",
     "read_floats",
     "read_kv",
     "read_segments",
     "spk2utt_to_utt2spk",
+    "split",
+    "subset",
     "utt2spk_to_spk2utt",
+    "validate",
     "write_kv",
     "write_segments",
 ]

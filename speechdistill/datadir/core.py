@@ -73,7 +73,10 @@ def read_kv(path: PathLike, *, allow_duplicates: bool = False) -> dict[str, str]
     except UnicodeDecodeError as e:
         lineno = raw[: e.start].count(b"\n") + 1
         raise DataDirError("invalid UTF-8", path, lineno) from None
-    for lineno, line in enumerate(text.splitlines(), 1):
+    lines = text.split("\n")  # not splitlines(): U+0085, U+2028 … may occur inside a transcript
+    if lines and lines[-1] == "":
+        lines.pop()
+    for lineno, line in enumerate(lines, 1):
         key, value = parse_line(line)
         if not key:
             raise DataDirError("empty line", path, lineno)

@@ -1,0 +1,194 @@
+"""Decode a data dir with a Whisper model: batched greedy or beam search, length-sorted.
+
+Writes ``text`` (Kaldi format), ``utt2decode_time`` (seconds of wall time attributed to each
+utterance: its batch's time split evenly), ``decode.json`` (speed summary: RTFx, utterances/s)
+and ``bad_utts`` when ``skip_bad`` dropped unreadable audio.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from speechdistill.audio import SAMPLE_RATE, AudioReader
+from speechdistill.batching import iter_audio_batches, length_sorted_batches
+from speechdistill.datadir import write_kv
+from speechdistill.utils import PathLike, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: Whisper's fixed input window, in seconds.
+WINDOW_SECONDS = 30.0
+
+
+@dataclass
+class DecodeConfig:
+    """Decoding options (the CLI's flags)."""
+
+    batch_size: int = 16
+    num_beams: int = 1
+    language: str | None = None
+    task: str = "transcribe"
+    max_new_tokens: int | None = None
+    return_timestamps: bool = False
+    device: str = "cpu"
+    dtype: str | None = None
+    skip_bad: bool = False
+
+
+@dataclass
+class DecodeSummary:
+    """What a decode run did and how fast (written as ``decode.json``)."""
+
+    model: str
+    data: str
+    num_utts: int
+    num_skipped: int
+    audio_seconds: float
+    wall_seconds: float
+    config: dict = field(default_factory=dict)
+
+    @property
+    def rtfx(self) -> float:
+        """Inverse real-time factor: seconds of audio decoded per second of wall time."""
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else float("inf")
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["rtfx"] = round(self.rtfx, 3)
+        d["utts_per_second"] = round(self.num_utts / self.wall_seconds, 3) if self.wall_seconds else None
+        return d
+
+
+class WhisperTranscriber:
+    """A Whisper model and processor that turn 16 kHz waveforms into token ids and text."""
+
+    def __init__(self, model, processor, config: DecodeConfig):
+        self.model = model.eval()
+        self.processor = processor
+        self.config = config
+        self.multilingual = bool(getattr(model.generation_config, "is_multilingual", False))
+        if not self.multilingual and config.language not in (None, "en", "english", "<|en|>"):
+            raise ValueError(
+                f"language {config.language!r} requested, but the model is English-only"
+            )
+
+    @classmethod
+    def from_pretrained(cls, model_dir: PathLike, config: DecodeConfig) -> WhisperTranscriber:
+        from speechdistill.teacher import load_teacher
+
+        model, processor = load_teacher(str(model_dir), device=config.device, dtype=config.dtype)
+        return cls(model, processor, config)
+
+    def features(self, audios: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        """Log-mel features, padded to Whisper's 30 s window (or to the longest, for long-form)."""
+        fe = self.processor.feature_extractor
+        longest = max(len(a) for a in audios) / SAMPLE_RATE
+        if longest <= WINDOW_SECONDS:
+            feats = fe(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        else:
+            feats = fe(
+                audios,
+                sampling_rate=SAMPLE_RATE,
+                return_tensors="pt",
+                truncation=False,
+                padding="longest",
+                return_attention_mask=True,
+            )
+        out = {"input_features": feats.input_features.to(self.model.device, self.model.dtype)}
+        if longest > WINDOW_SECONDS:
+            out["attention_mask"] = feats.attention_mask.to(self.model.device)
+        return out
+
+    def generate_kwargs(self, long_form: bool) -> dict:
+        cfg = self.config
+        kwargs: dict = {"num_beams": cfg.num_beams, "do_sample": False}
+        if cfg.max_new_tokens is not None:
+            kwargs["max_new_tokens"] = cfg.max_new_tokens
+        if self.multilingual:
+            kwargs["task"] = cfg.task
+            if cfg.language is not None:
+                kwargs["language"] = cfg.language
+        kwargs["return_timestamps"] = cfg.return_timestamps or long_form
+        return kwargs
+
+    @torch.inference_mode()
+    def generate(self, audios: list[np.ndarray]) -> torch.Tensor:
+        """Token ids (prompt removed) for a batch of waveforms."""
+        inputs = self.features(audios)
+        long_form = "attention_mask" in inputs
+        out = self.model.generate(**inputs, **self.generate_kwargs(long_form))
+        return out if isinstance(out, torch.Tensor) else out["sequences"]
+
+    def transcribe(self, audios: list[np.ndarray]) -> list[str]:
+        ids = self.generate(audios)
+        texts = self.processor.batch_decode(ids, skip_special_tokens=True)
+        return [" ".join(t.split()) for t in texts]
+
+
+def decode_data_dir(
+    model_dir: PathLike,
+    data_dir: PathLike,
+    out_dir: PathLike,
+    config: DecodeConfig | None = None,
+    *,
+    transcriber: WhisperTranscriber | None = None,
+) -> DecodeSummary:
+    """Decode every utterance of ``data_dir`` into ``out_dir/text`` (see the module docstring)."""
+    config = config or DecodeConfig()
+    out_dir = Path(out_dir)
+    reader = AudioReader(data_dir)
+    durations = {u: reader.duration(u) for u in reader.utt_ids}
+    batches = length_sorted_batches(durations, config.batch_size)
+    transcriber = transcriber or WhisperTranscriber.from_pretrained(model_dir, config)
+
+    hyps: dict[str, str] = {}
+    times: dict[str, float] = {}
+    bad: dict[str, str] = {}
+    wall = 0.0
+    bar = tqdm(total=len(durations), desc=f"decode {Path(data_dir).name}", unit="utt")
+    for batch in iter_audio_batches(reader, batches, skip_bad=config.skip_bad):
+        bad.update(batch.bad)
+        bar.update(len(batch.bad))
+        if not batch.audios:
+            continue
+        t0 = time.perf_counter()
+        texts = transcriber.transcribe(batch.audios)
+        elapsed = time.perf_counter() - t0
+        wall += elapsed
+        for utt, text in zip(batch.utt_ids, texts, strict=True):
+            hyps[utt] = text
+            times[utt] = elapsed / len(batch.utt_ids)
+        bar.update(len(batch.utt_ids))
+    bar.close()
+
+    write_kv(out_dir / "text", hyps)
+    write_kv(out_dir / "utt2decode_time", {u: f"{t:.4f}" for u, t in times.items()})
+    if bad:
+        write_kv(out_dir / "bad_utts", bad)
+        log.warning("skipped %d unreadable utterances (listed in %s)", len(bad), out_dir / "bad_utts")
+    summary = DecodeSummary(
+        model=str(model_dir),
+        data=str(data_dir),
+        num_utts=len(hyps),
+        num_skipped=len(bad),
+        audio_seconds=round(sum(durations[u] for u in hyps), 3),
+        wall_seconds=round(wall, 3),
+        config=asdict(config),
+    )
+    atomic_write_text(out_dir / "decode.json", json.dumps(summary.to_json(), indent=2) + "\n")
+    log.info(
+        "decoded %d utterances (%.1f s of audio) in %.1f s: RTFx %.2f",
+        summary.num_utts,
+        summary.audio_seconds,
+        summary.wall_seconds,
+        summary.rtfx,
+    )
+    return summary
