@@ -1,0 +1,35 @@
+"""``speechdistill format``: pipes/segments -> 16 kHz mono WAV files, with duration limits."""
+
+from __future__ import annotations
+
+import argparse
+
+from speechdistill.format import format_data_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "format",
+        help="write every utterance as a 16 kHz mono WAV (resolves pipes and segments)",
+        description="Stage 2 of the recipes. Writes AUDIO_DIR/<utt>.wav and the data dir DST "
+        "(wav.scp on those files, exact utt2dur, every other file restricted to what was kept).",
+    )
+    p.add_argument("src", help="input data dir")
+    p.add_argument("dst", help="output data dir")
+    p.add_argument("--audio-dir", default=None, help="where the WAVs go (default DST/wav)")
+    p.add_argument("--min-duration", type=float, default=None, help="drop shorter (seconds)")
+    p.add_argument("--max-duration", type=float, default=None, help="drop longer (seconds)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable audio (counted)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    format_data_dir(
+        args.src,
+        args.dst,
+        audio_dir=args.audio_dir,
+        min_duration=args.min_duration,
+        max_duration=args.max_duration,
+        skip_bad=args.skip_bad,
+    )
+    return 0
