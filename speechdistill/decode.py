@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from speechdistill.audio import SAMPLE_RATE, AudioReader
 from speechdistill.batching import iter_audio_batches, length_sorted_batches
-from speechdistill.datadir import write_kv
+from speechdistill.datadir import read_kv, write_kv
+from speechdistill.datadir.ops import merge_split
 from speechdistill.utils import PathLike, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,9 @@ class DecodeSummary:
     def to_json(self) -> dict:
         d = asdict(self)
         d["rtfx"] = round(self.rtfx, 3)
-        d["utts_per_second"] = round(self.num_utts / self.wall_seconds, 3) if self.wall_seconds else None
+        d["utts_per_second"] = (
+            round(self.num_utts / self.wall_seconds, 3) if self.wall_seconds else None
+        )
         return d
 
 
@@ -173,7 +176,9 @@ def decode_data_dir(
     write_kv(out_dir / "utt2decode_time", {u: f"{t:.4f}" for u, t in times.items()})
     if bad:
         write_kv(out_dir / "bad_utts", bad)
-        log.warning("skipped %d unreadable utterances (listed in %s)", len(bad), out_dir / "bad_utts")
+        log.warning(
+            "skipped %d unreadable utterances (listed in %s)", len(bad), out_dir / "bad_utts"
+        )
     summary = DecodeSummary(
         model=str(model_dir),
         data=str(data_dir),
@@ -191,4 +196,36 @@ def decode_data_dir(
         summary.wall_seconds,
         summary.rtfx,
     )
+    return summary
+
+
+def merge_decode_dirs(out_dir: PathLike, parts: list[PathLike]) -> DecodeSummary:
+    """Merge the outputs of decode jobs (``--nj``) into ``out_dir``.
+
+    ``text`` and ``utt2decode_time`` are merged in C order (a key in two parts is an error);
+    the speed summary adds the parts' audio and wall seconds, so its RTFx is per process.
+    """
+    out_dir = Path(out_dir)
+    parts = [Path(p) for p in parts]
+    merge_split([p / "text" for p in parts], out_dir / "text")
+    merge_split([p / "utt2decode_time" for p in parts], out_dir / "utt2decode_time")
+    bad = {
+        k: v
+        for p in parts
+        if (p / "bad_utts").is_file()
+        for k, v in read_kv(p / "bad_utts").items()
+    }
+    if bad:
+        write_kv(out_dir / "bad_utts", bad)
+    infos = [json.loads((p / "decode.json").read_text(encoding="utf-8")) for p in parts]
+    summary = DecodeSummary(
+        model=infos[0]["model"],
+        data=",".join(i["data"] for i in infos),
+        num_utts=sum(i["num_utts"] for i in infos),
+        num_skipped=sum(i["num_skipped"] for i in infos),
+        audio_seconds=round(sum(i["audio_seconds"] for i in infos), 3),
+        wall_seconds=round(sum(i["wall_seconds"] for i in infos), 3),
+        config={**infos[0]["config"], "nj": len(parts)},
+    )
+    atomic_write_text(out_dir / "decode.json", json.dumps(summary.to_json(), indent=2) + "\n")
     return summary

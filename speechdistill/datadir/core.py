@@ -89,7 +89,9 @@ def read_kv(path: PathLike, *, allow_duplicates: bool = False) -> dict[str, str]
 def format_line(key: str, value: str) -> str:
     """One Kaldi line (``key value``, or ``key`` alone for an empty value)."""
     if not key or any(c.isspace() for c in key):
-        raise ValueError(f"invalid Kaldi key {key!r}: keys must be non-empty and without whitespace")
+        raise ValueError(
+            f"invalid Kaldi key {key!r}: keys must be non-empty and without whitespace"
+        )
     if "\n" in value or "\r" in value:
         raise ValueError(f"value for {key!r} contains a newline")
     return f"{key} {value}\n" if value != "" else f"{key}\n"
