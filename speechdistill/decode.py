@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from speechdistill.audio import SAMPLE_RATE, AudioReader
+from speechdistill.audio import SAMPLE_RATE, AudioError, AudioReader
 from speechdistill.batching import iter_audio_batches, length_sorted_batches
 from speechdistill.datadir import read_kv, write_kv
 from speechdistill.datadir.ops import merge_split
@@ -136,6 +136,20 @@ class WhisperTranscriber:
         return [" ".join(t.split()) for t in texts]
 
 
+def _durations(reader: AudioReader, bad: dict[str, str], *, skip_bad: bool) -> dict[str, float]:
+    """Duration of every readable utterance; unreadable ones go to ``bad`` (with ``skip_bad``)."""
+    durations: dict[str, float] = {}
+    for utt in reader.utt_ids:
+        try:
+            durations[utt] = reader.duration(utt)
+        except AudioError as e:
+            if not skip_bad:
+                raise
+            log.warning("skipping %s: %s", utt, e)
+            bad[utt] = str(e)
+    return durations
+
+
 def decode_data_dir(
     model_dir: PathLike,
     data_dir: PathLike,
@@ -148,13 +162,13 @@ def decode_data_dir(
     config = config or DecodeConfig()
     out_dir = Path(out_dir)
     reader = AudioReader(data_dir)
-    durations = {u: reader.duration(u) for u in reader.utt_ids}
+    bad: dict[str, str] = {}
+    durations = _durations(reader, bad, skip_bad=config.skip_bad)
     batches = length_sorted_batches(durations, config.batch_size)
     transcriber = transcriber or WhisperTranscriber.from_pretrained(model_dir, config)
 
     hyps: dict[str, str] = {}
     times: dict[str, float] = {}
-    bad: dict[str, str] = {}
     wall = 0.0
     bar = tqdm(total=len(durations), desc=f"decode {Path(data_dir).name}", unit="utt")
     for batch in iter_audio_batches(reader, batches, skip_bad=config.skip_bad):

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# distil_whisper.sh: the shared Distil-Whisper pipeline (like ESPnet's TEMPLATE/asr1/asr.sh).
+# Run from egs/<corpus>/ (every path is relative to it) through that recipe's run.sh.
+#
+#   1 prepare       local/data.sh -> data/<set>/ (Kaldi data dirs)
+#   2 format        pipes/segments -> 16 kHz mono WAVs; duration limits on train/dev only -> dump/<set>/
+#   3 teacher       import or fetch the teacher -> exp/teacher/
+#   4 pseudo_label  teacher transcripts + statistics -> dump/<train>_pl/          (not yet available)
+#   5 filter        label-free or supervised selection -> dump/<train>_pl_<f>/    (not yet available)
+#   6 init_student  student from the teacher -> exp/student_init/                 (not yet available)
+#   7 train         KD training, best checkpoint on dev -> exp/student/            (not yet available)
+#   8 decode        every model on every test set -> exp/<model>/decode_<set>/
+#   9 score         WER/CER, sclite-style reports, speed -> exp/RESULTS.md
+#  10 publish       Hub folder + model card                                        (not yet available)
+set -euo pipefail
+
+# begin options
+# General
+stage=1                 # first stage to run (number or name)
+stop_stage=10           # last stage to run (number or name)
+skip_stages=            # stages not to run, e.g. "5 7" or "filter,publish"
+force=false             # rerun stages that have a .done marker
+nj=1                    # parallel jobs for decoding (split data dirs)
+ngpu=0                  # GPUs per job (0: CPU)
+# Data
+local_data_opts=        # options for local/data.sh
+train_set=train         # training set (pseudo-labelled, never needs text)
+valid_set=dev           # dev set: model selection only
+test_sets="dev test"    # sets to decode and score
+min_duration=0.1        # format: drop shorter train/dev utterances (seconds)
+max_duration=30.0       # format: drop longer train/dev utterances (seconds; Whisper's window)
+normalizer=english      # text normaliser for scoring: english, basic, pt_br, none
+# Teacher
+teacher=tiny.en         # tiny.en (embedded), a Hub id (openai/whisper-large-v3) or a directory
+language=               # language for multilingual models (e.g. pt); empty: detect
+task=transcribe         # transcribe or translate
+# Decoding
+decode_batch_size=16    # utterances per batch
+decode_num_beams=1      # 1: greedy
+decode_dtype=           # float32, float16, bfloat16 (empty: float32 on CPU)
+# end options
+help_message="Usage: $0 [options]   (run from egs/<corpus>/, usually through its run.sh)"
+
+recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "${recipes}/utils/parse_options.sh"
+. "${recipes}/path.sh"
+. "${recipes}/cmd.sh"
+. "${recipes}/utils/stage.sh"
+
+register_stages 1:prepare 2:format 3:teacher 4:pseudo_label 5:filter 6:init_student \
+  7:train 8:decode 9:score 10:publish
+
+[ $# -eq 0 ] || die "unexpected arguments: $* (see --help)"
+mkdir -p exp
+save_config exp/config.sh
+
+device=cpu
+[ "${ngpu}" -gt 0 ] && device=cuda
+gen_opts=(--batch-size "${decode_batch_size}" --num-beams "${decode_num_beams}" --device "${device}")
+[ -n "${language}" ] && gen_opts+=(--language "${language}")
+[ -n "${task}" ] && gen_opts+=(--task "${task}")
+[ -n "${decode_dtype}" ] && gen_opts+=(--dtype "${decode_dtype}")
+
+# Every set this recipe touches, once each, in order.
+all_sets=$(printf '%s\n' "${train_set}" "${valid_set}" ${test_sets} | awk 'NF && !seen[$0]++')
+
+not_available() {  # NUM NAME: a stage that a later release of the pipeline provides
+  if stage_enabled "$1" "$2"; then
+    log "Stage $1 ($2): not available in this version of the pipeline, skipping"
+  fi
+}
+
+if stage_start 1 prepare data; then
+  [ -x local/data.sh ] || die "local/data.sh not found or not executable in $(pwd)"
+  # shellcheck disable=SC2086 # local_data_opts is a list of options
+  local/data.sh ${local_data_opts}
+  for s in ${all_sets}; do
+    speechdistill data validate --no-text "data/${s}"
+  done
+  mark_done data prepare
+fi
+
+if stage_start 2 format dump; then
+  for s in ${all_sets}; do
+    limits=()
+    if [ "${s}" = "${train_set}" ] || [ "${s}" = "${valid_set}" ]; then
+      limits=(--min-duration "${min_duration}" --max-duration "${max_duration}")
+    fi
+    speechdistill format "data/${s}" "dump/${s}" --audio-dir "dump/wav/${s}" "${limits[@]}"
+    speechdistill data validate --no-text "dump/${s}"
+  done
+  mark_done dump format
+fi
+
+if stage_start 3 teacher exp/teacher; then
+  speechdistill teacher prepare "${teacher}" exp/teacher
+  mark_done exp/teacher teacher
+fi
+
+not_available 4 pseudo_label
+not_available 5 filter
+not_available 6 init_student
+not_available 7 train
+
+# The models to evaluate: the teacher, and the student once one has been trained.
+models="teacher"
+[ -f exp/student/model.safetensors ] && models+=" student"
+
+if stage_enabled 8 decode; then
+  for m in ${models}; do
+    for s in ${test_sets}; do
+      dir=exp/${m}/decode_${s}
+      stage_start 8 decode "${dir}" || continue
+      if [ "${nj}" -le 1 ]; then
+        ${decode_cmd} "${dir}/log/decode.log" \
+          speechdistill decode --model "exp/${m}" --data "dump/${s}" --out "${dir}" "${gen_opts[@]}"
+      else
+        speechdistill data split "dump/${s}" "${nj}" >/dev/null
+        ${decode_cmd} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
+          speechdistill decode --model "exp/${m}" --data "dump/${s}/split${nj}/JOB" \
+          --out "${dir}/split${nj}/JOB" "${gen_opts[@]}"
+        speechdistill decode --out "${dir}" \
+          --merge $(seq -f "${dir}/split${nj}/%g" 1 "${nj}")
+      fi
+      mark_done "${dir}" decode
+    done
+  done
+fi
+
+if stage_start 9 score; then
+  results=()
+  for m in ${models}; do
+    for s in ${test_sets}; do
+      dir=exp/${m}/decode_${s}
+      [ -f "${dir}/text" ] || die "no hypotheses in ${dir} (run stage 8)"
+      if [ -f "dump/${s}/text" ]; then
+        speechdistill score --ref "dump/${s}/text" --hyp "${dir}/text" --out "${dir}/score_wer" \
+          --utt2spk "dump/${s}/utt2spk" --normalizer "${normalizer}" --model "${m}" --name "${s}"
+        results+=("${dir}/score_wer/results.json")
+      else
+        log "dump/${s} has no reference text: ${m} on ${s} not scored"
+      fi
+    done
+    if [ -f "exp/${m}/decode_${test_sets%% *}/score_wer/results.json" ]; then
+      speechdistill results --out "exp/${m}/RESULTS.md" --title "${m}" \
+        exp/"${m}"/decode_*/score_wer/results.json
+    fi
+  done
+  [ ${#results[@]} -eq 0 ] || speechdistill results --out exp/RESULTS.md "${results[@]}"
+  [ -f exp/RESULTS.md ] && cat exp/RESULTS.md
+fi
+
+not_available 10 publish
+log "Finished."
