@@ -1,0 +1,135 @@
+"""Teacher caches for fast training: encoder hidden states and sparse (RS-KD) distributions.
+
+Stored in safetensors shards (one per pseudo-labelling batch, written atomically) under
+``CACHE_DIR``, with ``index.json`` mapping each utterance to its shard and recording the
+teacher's identity, so a trainer never mixes caches of different teachers.
+
+Random-sampling KD (RS-KD): at every position of the teacher-forced pseudo-label, ``K`` tokens
+are drawn with replacement from the teacher's softmax at temperature ``T``; the unique ids and
+their counts are kept. ``counts / K`` is an unbiased estimate of the teacher's distribution, so
+``-Σ_v (count_v / K) log q(v)`` is an unbiased estimate of the cross-entropy ``H(p, q)`` whose
+gradient is that of ``KL(p ‖ q)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from speechdistill.utils import PathLike, atomic_write_text
+
+INDEX = "index.json"
+KINDS = ("encoder", "rskd")
+
+
+def save_shard(
+    path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
+    """Write a safetensors shard atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rskd_sample(
+    logits: torch.Tensor, k: int, temperature: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw ``k`` tokens per row of ``logits`` (T, V) from softmax(logits / T).
+
+    Returns ``(ids int32, counts uint8, offsets int32)``: row ``t`` holds
+    ``ids[offsets[t]:offsets[t+1]]`` with their counts (summing to ``k``).
+    """
+    if not 1 <= k <= 255:
+        raise ValueError(f"RS-KD sample size must be in 1..255, got {k}")
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    draws = torch.multinomial(probs, k, replacement=True, generator=generator)
+    ids, counts, offsets = [], [], [0]
+    for row in draws:
+        uniq, cnt = torch.unique(row, return_counts=True)
+        ids.append(uniq)
+        counts.append(cnt)
+        offsets.append(offsets[-1] + len(uniq))
+    return (
+        torch.cat(ids).to(torch.int32),
+        torch.cat(counts).to(torch.uint8),
+        torch.tensor(offsets, dtype=torch.int32),
+    )
+
+
+def utt_generator(seed: int, utt_id: str) -> torch.Generator:
+    """A generator seeded by (seed, utterance): the same draws whatever the batching or job."""
+    digest = hashlib.sha256(f"{seed}:{utt_id}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+@dataclass
+class CacheIndex:
+    """What ``index.json`` holds: the teacher, the settings and each utterance's shard."""
+
+    teacher: dict
+    settings: dict
+    shards: dict[str, dict[str, str]]  # kind -> utt -> shard file (relative to the cache dir)
+
+    def save(self, cache_dir: PathLike) -> None:
+        body = {"teacher": self.teacher, "settings": self.settings, "shards": self.shards}
+        atomic_write_text(
+            Path(cache_dir) / INDEX, json.dumps(body, indent=1, sort_keys=True) + "\n"
+        )
+
+    @classmethod
+    def load(cls, cache_dir: PathLike) -> CacheIndex:
+        path = Path(cache_dir) / INDEX
+        if not path.is_file():
+            raise FileNotFoundError(f"no cache index {path} (pseudo-label with --cache-…)")
+        body = json.loads(path.read_text(encoding="utf-8"))
+        return cls(body["teacher"], body["settings"], body["shards"])
+
+
+class CacheReader:
+    """Random access to cached tensors by utterance, checking the teacher's identity."""
+
+    def __init__(self, cache_dir: PathLike, *, teacher: dict | None = None):
+        self.dir = Path(cache_dir)
+        self.index = CacheIndex.load(self.dir)
+        if teacher is not None and teacher != self.index.teacher:
+            raise ValueError(
+                f"cache {self.dir} was made by teacher {self.index.teacher}, not {teacher}"
+            )
+        self._loaded: dict[str, dict[str, torch.Tensor]] = {}
+
+    def has(self, kind: str, utt_id: str) -> bool:
+        return utt_id in self.index.shards.get(kind, {})
+
+    def _shard(self, name: str) -> dict[str, torch.Tensor]:
+        if name not in self._loaded:
+            if len(self._loaded) > 64:
+                self._loaded.clear()
+            self._loaded[name] = load_file(self.dir / name)
+        return self._loaded[name]
+
+    def encoder(self, utt_id: str) -> torch.Tensor:
+        """Encoder hidden states (frames, d_model), float16."""
+        return self._shard(self.index.shards["encoder"][utt_id])[utt_id]
+
+    def rskd(self, utt_id: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(ids, counts, offsets)`` of the sparse teacher distributions (see :func:`rskd_sample`)."""
+        shard = self._shard(self.index.shards["rskd"][utt_id])
+        return shard[f"{utt_id}/ids"], shard[f"{utt_id}/counts"], shard[f"{utt_id}/offsets"]
+
+    def utt_ids(self, kind: str) -> Iterable[str]:
+        return self.index.shards.get(kind, {}).keys()
