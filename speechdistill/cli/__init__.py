@@ -16,7 +16,7 @@ from speechdistill import __version__
 from speechdistill.utils import setup_logging
 
 # Command modules, in the order of the pipeline.
-COMMANDS = ("data", "format", "teacher", "pseudo_label", "filter", "decode", "score")
+COMMANDS = ("data", "format", "teacher", "pseudo_label", "decode", "score")
 
 log = logging.getLogger("speechdistill")
 
