@@ -5,13 +5,14 @@
 #   1 prepare       local/data.sh -> data/<set>/ (Kaldi data dirs)
 #   2 format        pipes/segments -> 16 kHz mono WAVs; duration limits on train/dev only -> dump/<set>/
 #   3 teacher       import or fetch the teacher -> exp/teacher/
-#   4 pseudo_label  teacher transcripts + statistics -> dump/<train>_pl/          (not yet available)
+#   4 pseudo_label  teacher transcripts + statistics (+ caches) -> dump/<train>_pl/
 #   5 filter        label-free or supervised selection -> dump/<train>_pl_<f>/    (not yet available)
 #   6 init_student  student from the teacher -> exp/student_init/                 (not yet available)
 #   7 train         KD training, best checkpoint on dev -> exp/student/            (not yet available)
 #   8 decode        every model on every test set -> exp/<model>/decode_<set>/
 #   9 score         WER/CER, sclite-style reports, speed -> exp/RESULTS.md
 #  10 publish       Hub folder + model card                                        (not yet available)
+# shellcheck disable=SC2034,SC2154 # options are read by sourced helpers; cmd.sh sets *_cmd
 set -euo pipefail
 
 # begin options
@@ -34,6 +35,15 @@ normalizer=english      # text normaliser for scoring: english, basic, pt_br, no
 teacher=tiny.en         # tiny.en (embedded), a Hub id (openai/whisper-large-v3) or a directory
 language=               # language for multilingual models (e.g. pt); empty: detect
 task=transcribe         # transcribe or translate
+# Pseudo-labelling
+pl_batch_size=16        # utterances per batch
+pl_num_beams=1          # 1: greedy (distil-whisper's choice)
+pl_backend=hf           # hf (transformers) or ct2 (CTranslate2, fast on CPU)
+pl_timestamps=false     # also label timestamps (text.teacher_ts)
+pl_max_new_tokens=      # cap on generated tokens (empty: the model's)
+pl_cache=false          # cache encoder states and RS-KD samples for fast training
+pl_rskd_k=32            # RS-KD samples per position when pl_cache=true
+pl_opts=                # more options for speechdistill pseudo-label
 # Decoding
 decode_batch_size=16    # utterances per batch
 decode_num_beams=1      # 1: greedy
@@ -97,7 +107,33 @@ if stage_start 3 teacher exp/teacher; then
   mark_done exp/teacher teacher
 fi
 
-not_available 4 pseudo_label
+# accelerate's launcher runs one process per GPU when a job has several.
+sd_multi=(speechdistill)
+[ "${ngpu}" -gt 1 ] && sd_multi=(accelerate launch --num_processes "${ngpu}" -m speechdistill)
+
+pl_dir=dump/${train_set}_pl
+if stage_start 4 pseudo_label "${pl_dir}"; then
+  pl_args=(--teacher exp/teacher --data "dump/${train_set}" --out "${pl_dir}" --device "${device}"
+    --batch-size "${pl_batch_size}" --num-beams "${pl_num_beams}" --backend "${pl_backend}")
+  [ -n "${language}" ] && pl_args+=(--language "${language}")
+  [ -n "${task}" ] && pl_args+=(--task "${task}")
+  [ -n "${decode_dtype}" ] && pl_args+=(--dtype "${decode_dtype}")
+  [ "${pl_timestamps}" = true ] && pl_args+=(--timestamps)
+  [ -n "${pl_max_new_tokens}" ] && pl_args+=(--max-new-tokens "${pl_max_new_tokens}")
+  [ "${pl_cache}" = true ] && pl_args+=(--cache-encoder --rskd-k "${pl_rskd_k}")
+  # shellcheck disable=SC2206 # pl_opts is a list of options
+  pl_args+=(${pl_opts})
+  if [ "${nj}" -le 1 ]; then
+    ${cuda_cmd} exp/pseudo_label/log/pseudo_label.log "${sd_multi[@]}" pseudo-label "${pl_args[@]}"
+  else
+    ${cuda_cmd} JOB=1:"${nj}" exp/pseudo_label/log/pseudo_label.JOB.log \
+      "${sd_multi[@]}" pseudo-label "${pl_args[@]}" --num-jobs "${nj}" --job JOB
+    speechdistill pseudo-label "${pl_args[@]}" --finalize
+  fi
+  speechdistill data validate --no-text "${pl_dir}"
+  mark_done "${pl_dir}" pseudo_label
+fi
+
 not_available 5 filter
 not_available 6 init_student
 not_available 7 train

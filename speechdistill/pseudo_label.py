@@ -2,7 +2,8 @@
 
 Input: any data dir (``text`` optional). Output: a data dir with the input's files (restricted
 to the labelled utterances), ``text.teacher`` (and ``text.teacher_ts`` with timestamp tokens
-when asked), one ``utt2<stat>`` file per statistic of :data:`speechdistill.label_stats.STATS`,
+when asked), ``utt2teacher_tokens`` (the generated token ids, EOS included, so that training
+and the RS-KD cache use exactly the teacher's tokens), one ``utt2<stat>`` file per statistic of :data:`speechdistill.label_stats.STATS`,
 ``utt2dur``, ``bad_utts`` (unreadable audio, skipped) and ``pseudo_label.json`` (counts, speed).
 
 How it works, per batch of length-sorted utterances:
@@ -91,6 +92,7 @@ class UttLabel:
     utt: str
     text: str
     stats: dict[str, float]
+    tokens: list[int] = field(default_factory=list)
     text_ts: str | None = None
     encoder: torch.Tensor | None = None
     rskd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -208,7 +210,7 @@ class HFLabeler:
             stats["no_speech_prob"] = torch.softmax(logits[0], -1)[self.no_speech_id].item()
             text = " ".join(self.processor.decode(h, skip_special_tokens=True).split())
             stats.update(text_stats(text, durations[i]))
-            label = UttLabel(utt, text, stats)
+            label = UttLabel(utt, text, stats, tokens=h)
             if cfg.return_timestamps:
                 label.text_ts = " ".join(
                     self.processor.decode(
@@ -482,7 +484,13 @@ def _run_batches(
                 "batch": index,
                 "seconds": round(elapsed, 4),
                 "labels": [
-                    {"utt": lb.utt, "text": lb.text, "text_ts": lb.text_ts, "stats": lb.stats}
+                    {
+                        "utt": lb.utt,
+                        "text": lb.text,
+                        "text_ts": lb.text_ts,
+                        "stats": lb.stats,
+                        "tokens": lb.tokens,
+                    }
                     for lb in labels
                 ],
                 "bad": bad,
@@ -534,10 +542,13 @@ def finalize(data: PathLike, out: PathLike) -> PseudoLabelSummary:
         raise RuntimeError(f"no utterance of {data} could be labelled (see {out / 'bad_utts'})")
 
     tables, kinds = load_tables(data)
-    for name in ("text.teacher", "text.teacher_ts", "bad_utts", *(f"utt2{s}" for s in STATS)):
+    outputs = ("text.teacher", "text.teacher_ts", "utt2teacher_tokens", "bad_utts")
+    for name in (*outputs, *(f"utt2{s}" for s in STATS)):
         tables.pop(name, None)
     write_tables(out, restrict(tables, kinds, labels))
     write_kv(out / "text.teacher", {u: lb["text"] for u, lb in labels.items()})
+    tokens = {u: " ".join(map(str, lb["tokens"])) for u, lb in labels.items() if lb["tokens"]}
+    write_kv(out / "utt2teacher_tokens", tokens)
     if any(lb["text_ts"] is not None for lb in labels.values()):
         write_kv(out / "text.teacher_ts", {u: lb["text_ts"] or "" for u, lb in labels.items()})
     for stat in STATS:

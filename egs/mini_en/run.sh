@@ -12,4 +12,5 @@ cd "$(dirname "$0")"
   --teacher tiny.en \
   --normalizer english \
   --decode_batch_size 8 \
+  --pl_batch_size 8 \
   "$@"
