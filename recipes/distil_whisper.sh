@@ -6,9 +6,9 @@
 #   2 format        pipes/segments -> 16 kHz mono WAVs; duration limits on train/dev only -> dump/<set>/
 #   3 teacher       import or fetch the teacher -> exp/teacher/
 #   4 pseudo_label  teacher transcripts + statistics (+ caches) -> dump/<train>_pl/
-#   5 filter        label-free or supervised selection -> dump/<train>_pl_<f>/    (not yet available)
-#   6 init_student  student from the teacher -> exp/student_init/                 (not yet available)
-#   7 train         KD training, best checkpoint on dev -> exp/student/            (not yet available)
+#   5 filter        label-free or supervised selection -> dump/<train>_pl_<filter>/
+#   6 init_student  student from the teacher (maximally spaced decoder layers) -> exp/student_init/
+#   7 train         KD training, best checkpoint on dev -> exp/student/
 #   8 decode        every model on every test set -> exp/<model>/decode_<set>/
 #   9 score         WER/CER, sclite-style reports, speed -> exp/RESULTS.md
 #  10 publish       Hub folder + model card                                        (not yet available)
@@ -44,6 +44,14 @@ pl_max_new_tokens=      # cap on generated tokens (empty: the model's)
 pl_cache=false          # cache encoder states and RS-KD samples for fast training
 pl_rskd_k=32            # RS-KD samples per position when pl_cache=true
 pl_opts=                # more options for speechdistill pseudo-label
+# Filtering
+filter=labelfree        # labelfree (no transcripts needed), supervised (WER vs text), or none
+filter_opts=            # more options for speechdistill filter
+# Student and training
+student_decoder_layers=2  # decoder layers of the student (a count, or a list like 0,31)
+student_encoder_layers=   # encoder layers (empty: the teacher's whole encoder, frozen and shared)
+train_config=conf/train.yaml  # training options (YAML; see speechdistill train --help)
+train_opts=             # more options for speechdistill train, e.g. "--max-steps 2000"
 # Decoding
 decode_batch_size=16    # utterances per batch
 decode_num_beams=1      # 1: greedy
@@ -134,9 +142,32 @@ if stage_start 4 pseudo_label "${pl_dir}"; then
   mark_done "${pl_dir}" pseudo_label
 fi
 
+train_data=${pl_dir}
+[ "${filter}" != none ] && train_data=${pl_dir}_${filter}
 not_available 5 filter
-not_available 6 init_student
-not_available 7 train
+if stage_start 6 init_student exp/student_init; then
+  init_args=(--teacher exp/teacher --out exp/student_init --decoder-layers "${student_decoder_layers}")
+  [ -n "${student_encoder_layers}" ] && init_args+=(--encoder-layers "${student_encoder_layers}")
+  speechdistill init-student "${init_args[@]}" --overwrite
+  mark_done exp/student_init init_student
+fi
+
+if stage_start 7 train exp/student; then
+  if [ ! -d "${train_data}" ]; then
+    log "no ${train_data} (filter stage not run): training on all of ${pl_dir}"
+    train_data=${pl_dir}
+  fi
+  [ -f "${train_data}/text.teacher" ] || [ -f "${train_data}/text" ] || die "no labels in ${train_data}"
+  train_args=(--student exp/student_init --teacher exp/teacher --train "${train_data}"
+    --dev "dump/${valid_set}" --out exp/student)
+  [ -f "${train_config}" ] && train_args+=(--config "${train_config}")
+  [ -f "${pl_dir}/cache/index.json" ] && train_args+=(--cache-dir "${pl_dir}/cache")
+  [ -n "${language}" ] && train_args+=(--language "${language}")
+  # shellcheck disable=SC2206 # train_opts is a list of options
+  train_args+=(${train_opts})
+  ${cuda_cmd} exp/student/log/train.log "${sd_multi[@]}" train "${train_args[@]}"
+  mark_done exp/student train
+fi
 
 # The models to evaluate: the teacher, and the student once one has been trained.
 models="teacher"

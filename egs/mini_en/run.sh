@@ -13,4 +13,5 @@ cd "$(dirname "$0")"
   --normalizer english \
   --decode_batch_size 8 \
   --pl_batch_size 8 \
+  --pl_cache true \
   "$@"

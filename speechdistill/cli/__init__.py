@@ -16,7 +16,16 @@ from speechdistill import __version__
 from speechdistill.utils import setup_logging
 
 # Command modules, in the order of the pipeline.
-COMMANDS = ("data", "format", "teacher", "pseudo_label", "decode", "score")
+COMMANDS = (
+    "data",
+    "format",
+    "teacher",
+    "pseudo_label",
+    "init_student",
+    "train",
+    "decode",
+    "score",
+)
 
 log = logging.getLogger("speechdistill")
 

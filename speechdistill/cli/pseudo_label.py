@@ -6,6 +6,8 @@ import argparse
 
 from speechdistill.pseudo_label import PseudoLabelConfig, finalize, pseudo_label
 
+CT2_ONLY_DTYPES = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timestamps", action="store_true", help="also write text.teacher_ts")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (accelerate sets it)")
-    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "float16", "bfloat16", *CT2_ONLY_DTYPES],
+        help="weights/compute type; the int8/int16 types need --backend ct2",
+    )
     p.add_argument("--backend", default="hf", choices=["hf", "ct2"])
     p.add_argument(
         "--encoder-window",
@@ -49,6 +56,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.finalize:
         finalize(args.data, args.out)
         return 0
+    if args.dtype in CT2_ONLY_DTYPES and args.backend != "ct2":
+        raise ValueError(f"--dtype {args.dtype} needs --backend ct2")
     config = PseudoLabelConfig(
         batch_size=args.batch_size,
         num_beams=args.num_beams,

@@ -1,0 +1,241 @@
+"""Training examples for Whisper KD: log-mel features (or cached encoder states) and token ids.
+
+Targets follow Whisper's decoder format. With ``P`` the prompt after ``<|startoftranscript|>``
+(``<|lang|><|task|>`` for multilingual models, then ``<|notimestamps|>`` unless the example
+uses timestamps):
+
+    decoder input  <|sot|> P  w1 … wn
+    labels         P  w1 … wn <|eot|>
+
+With previous-context conditioning (as in distil-whisper), ``<|startofprev|> c1 … cm`` comes
+first and its positions get label -100 (no loss). Token ids are the teacher's own
+(``utt2teacher_tokens``) when the targets are the pseudo-labels, so that training and the RS-KD
+cache see exactly what the teacher generated; other texts are tokenised with a leading space,
+as Whisper's transcripts start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speechdistill.audio import SAMPLE_RATE, read_audio
+from speechdistill.cache import CacheReader
+from speechdistill.datadir import DataDir
+from speechdistill.losses import IGNORE_INDEX, pack_sparse
+from speechdistill.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prompt:
+    """The special tokens of a model's decoder prompt."""
+
+    sot: int
+    eot: int
+    prev: int | None
+    no_timestamps: int
+    prefix: list[int]  # between <|sot|> and <|notimestamps|>: language and task, or nothing
+
+    @classmethod
+    def from_model(cls, generation_config, tokenizer, language: str | None, task: str) -> Prompt:
+        gen = generation_config
+        prefix: list[int] = []
+        if getattr(gen, "is_multilingual", False):
+            if language is None:
+                raise ValueError("a multilingual student needs --language (the prompt's language)")
+            from speechdistill.pseudo_label import _language_token
+
+            prefix = [gen.lang_to_id[_language_token(language, gen.lang_to_id)],
+                      gen.task_to_id[task]]  # fmt: skip
+        prev = tokenizer.convert_tokens_to_ids("<|startofprev|>")
+        return cls(
+            sot=gen.decoder_start_token_id,
+            eot=gen.eos_token_id,
+            prev=prev if isinstance(prev, int) and prev != tokenizer.unk_token_id else None,
+            no_timestamps=gen.no_timestamps_token_id,
+            prefix=prefix,
+        )
+
+
+def _rng(seed: int, epoch: int, utt: str) -> np.random.Generator:
+    digest = hashlib.sha256(f"{seed}:{epoch}:{utt}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+class KDDataset(torch.utils.data.Dataset):
+    """The utterances of a (pseudo-labelled, filtered) data dir as Whisper KD examples.
+
+    Each item: ``utt``, ``input_features`` (80/128 × 3000, float32) or ``encoder_states``
+    (cache), ``decoder_input_ids`` and ``labels`` (lists of ints), and ``rskd`` + ``rskd_start``
+    with the cache. Random choices (timestamps, previous context) depend on (seed, epoch,
+    utterance) only, so a resumed run makes the same ones.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        processor,
+        generation_config,
+        config: TrainConfig,
+        *,
+        cache: CacheReader | None = None,
+    ):
+        self.dir = DataDir(data_dir)
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.config = config
+        self.cache = cache
+        self.prompt = Prompt.from_model(generation_config, self.tokenizer, config.language,
+                                        config.task)  # fmt: skip
+        self.epoch = 0
+        self.wav = self.dir.wav_scp()
+        if not self.dir.exists(config.label_file):
+            raise FileNotFoundError(f"{self.dir.file(config.label_file)}: no targets to train on")
+        texts = self.dir.read(config.label_file)
+        teacher_ids = {}
+        if config.label_file == "text.teacher" and self.dir.exists("utt2teacher_tokens"):
+            teacher_ids = {u: [int(t) for t in v.split()]
+                           for u, v in self.dir.read("utt2teacher_tokens").items()}  # fmt: skip
+        self.text_ts = self.dir.read("text.teacher_ts") if config.timestamp_prob > 0 else {}
+        if config.timestamp_prob > 0 and not self.text_ts:
+            raise FileNotFoundError(
+                f"timestamp_prob > 0 needs {self.dir.file('text.teacher_ts')} "
+                "(pseudo-label with --timestamps)"
+            )
+        self.ids: dict[str, list[int]] = {}
+        skipped: list[str] = []
+        for utt in sorted(texts):
+            if utt not in self.wav:
+                continue
+            ids = teacher_ids.get(utt)
+            if ids is not None:
+                if not ids or ids[-1] != self.prompt.eot:  # cut at max_new_tokens: incomplete
+                    skipped.append(utt)
+                    continue
+                ids = ids[:-1]
+            else:
+                ids = self._encode(texts[utt])
+            if len(ids) + len(self.prompt.prefix) + 2 > config.max_label_tokens:
+                skipped.append(utt)
+                continue
+            if cache is not None and not (cache.has("rskd", utt) and cache.has("encoder", utt)):
+                skipped.append(utt)
+                continue
+            self.ids[utt] = ids
+        if skipped:
+            log.warning(
+                "%s: %d utterances skipped (labels over %d tokens, cut short, or not in the "
+                "cache): %s",
+                self.dir.path, len(skipped), config.max_label_tokens, " ".join(skipped[:10]),
+            )  # fmt: skip
+        if not self.ids:
+            raise ValueError(f"{self.dir.path}: no utterance to train on")
+        self.utts = list(self.ids)
+        self.utt2spk = self.dir.utt2spk()
+        self._prev = self._previous_utterances()
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _encode(self, text: str) -> list[int]:
+        text = " ".join(text.split())
+        return self.tokenizer(" " + text, add_special_tokens=False).input_ids if text else []
+
+    def _previous_utterances(self) -> dict[str, str]:
+        """Each utterance's predecessor of the same speaker (in id order), for context."""
+        prev: dict[str, str] = {}
+        last: dict[str, str] = {}
+        for utt in self.utts:
+            spk = self.utt2spk.get(utt)
+            if spk in last:
+                prev[utt] = last[spk]
+            last[spk] = utt
+        return prev
+
+    def targets(self, utt: str, rng: np.random.Generator) -> tuple[list[int], list[int], int]:
+        """``(decoder_input_ids, labels, start)``; ``start`` = the label index of ``w1``."""
+        p, cfg = self.prompt, self.config
+        use_ts = (
+            cfg.timestamp_prob > 0 and rng.random() < cfg.timestamp_prob and utt in self.text_ts
+        )
+        if use_ts:
+            words = self.tokenizer(self.text_ts[utt], add_special_tokens=False).input_ids
+            head = list(p.prefix)
+        else:
+            words = self.ids[utt]
+            head = [*p.prefix, p.no_timestamps]
+        labels = [*head, *words, p.eot]
+        inputs = [p.sot, *labels[:-1]]
+        start = len(head)
+        prev = self._prev.get(utt)
+        draw = rng.random()  # drawn always, so that the stream does not depend on prev
+        if (
+            cfg.prev_context_prob > 0
+            and prev
+            and p.prev is not None
+            and draw < cfg.prev_context_prob
+        ):
+            context = self.ids[prev][-(cfg.max_label_tokens // 2) :]
+            inputs = [p.prev, *context, *inputs]
+            labels = [IGNORE_INDEX] * (1 + len(context)) + labels
+            start += 1 + len(context)
+        return inputs, labels, start
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        utt = self.utts[index]
+        rng = _rng(self.config.seed, self.epoch, utt)
+        inputs, labels, start = self.targets(utt, rng)
+        item: dict[str, Any] = {"utt": utt, "decoder_input_ids": inputs, "labels": labels}
+        if self.cache is not None:
+            rskd = self.cache.rskd(utt)
+            if rskd[2].numel() - 1 != len(self.ids[utt]) + 1:
+                raise ValueError(
+                    f"{utt}: the RS-KD cache has {rskd[2].numel() - 1} positions but the label "
+                    f"{len(self.ids[utt]) + 1} tokens: train on the pseudo-labels of that cache "
+                    "(text.teacher with its utt2teacher_tokens)"
+                )
+            item["encoder_states"] = self.cache.encoder(utt)
+            item["rskd"] = rskd
+            item["rskd_start"] = start
+        else:
+            audio = read_audio(self.wav[utt], utt_id=utt)
+            feats = self.processor.feature_extractor(
+                audio, sampling_rate=SAMPLE_RATE, return_tensors="np"
+            ).input_features[0]
+            item["input_features"] = torch.from_numpy(feats)
+        return item
+
+
+def collate(items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Pad a batch: decoder inputs with ``pad_id``, labels with -100; stack features/states."""
+    width = max(len(it["decoder_input_ids"]) for it in items)
+    inputs = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+    for i, it in enumerate(items):
+        inputs[i, : len(it["decoder_input_ids"])] = torch.tensor(it["decoder_input_ids"])
+        labels[i, : len(it["labels"])] = torch.tensor(it["labels"])
+    batch: dict[str, Any] = {
+        "utts": [it["utt"] for it in items],
+        "decoder_input_ids": inputs,
+        "labels": labels,
+    }
+    if "input_features" in items[0]:
+        batch["input_features"] = torch.stack([it["input_features"] for it in items])
+    if "encoder_states" in items[0]:
+        batch["encoder_states"] = torch.stack([it["encoder_states"] for it in items])
+        batch["sparse"] = pack_sparse(
+            [it["rskd"] for it in items], pad_to=width, starts=[it["rskd_start"] for it in items]
+        )
+    return batch

@@ -1,0 +1,206 @@
+"""KD training of a Whisper student (real tiny.en teacher, 2-layer student): config, targets,
+the three teacher modes, dev evaluation and best checkpoint, exact resume after a kill."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speechdistill.datadir import DataDir, read_kv
+from speechdistill.datadir.ops import subset
+from speechdistill.losses import IGNORE_INDEX
+from speechdistill.pseudo_label import PseudoLabelConfig, pseudo_label
+from speechdistill.students.whisper import init_student
+from speechdistill.train.config import TrainConfig
+from speechdistill.train.data import KDDataset, collate
+from speechdistill.train.whisper_kd import train_whisper
+
+# ------------------------------------------------------------------------------------------
+# configuration
+
+
+def test_config_file_overrides_and_presets(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("max_steps: 7\nlr: 3.0e-4\nloss_preset: paper\n")
+    cfg = TrainConfig.from_sources(path, {"max_steps": 9, "lr": None})
+    assert (cfg.max_steps, cfg.lr) == (9, 3e-4)  # command line wins; unset keeps the file's
+    assert cfg.weights == (1.0, 0.8)
+    assert TrainConfig().weights == (0.8, 1.0)  # distil-whisper's code
+    assert TrainConfig(alpha_kd=0.5).weights == (0.8, 0.5)
+    with pytest.raises(ValueError, match="unknown training options"):
+        TrainConfig.from_sources(None, {"max_stpes": 3})
+    with pytest.raises(ValueError, match="timestamp_prob"):
+        TrainConfig(teacher_mode="cache", timestamp_prob=0.2)
+    with pytest.raises(ValueError, match="frozen"):
+        TrainConfig(teacher_mode="shared_encoder", freeze_encoder=False)
+    cfg.save(tmp_path / "saved.yaml")
+    assert TrainConfig.from_sources(tmp_path / "saved.yaml", {}) == cfg
+
+
+# ------------------------------------------------------------------------------------------
+# fixtures: pseudo-labels (with caches) of a few mini_en utterances, a 2-layer student
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, mini_corpus, tiny_en_teacher):
+    root = tmp_path_factory.mktemp("train")
+    data = subset(mini_corpus / "train", root / "train", first=6)
+    dev = subset(mini_corpus / "dev", root / "dev", first=2)
+    pl = root / "pl"
+    cfg = PseudoLabelConfig(batch_size=3, cache_encoder=True, rskd_k=16)
+    pseudo_label(tiny_en_teacher, data, pl, cfg)
+    init_student(tiny_en_teacher, root / "student", decoder_layers=2)
+    return {"root": root, "pl": pl, "dev": dev, "student": root / "student",
+            "teacher": tiny_en_teacher}  # fmt: skip
+
+
+def _small(**kw) -> TrainConfig:
+    base = dict(max_steps=2, batch_size=2, eval_steps=2, save_steps=2, log_steps=1,
+                eval_batch_size=2, eval_max_new_tokens=24, warmup_steps=1, lr=1e-4)  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_targets_follow_whisper_decoder_format(setup, tmp_path):
+    from speechdistill.teacher import load_teacher
+
+    model, proc = load_teacher(setup["student"])
+    gen = model.generation_config
+    data = subset(setup["pl"], tmp_path / "pl", first=4)
+    d = DataDir(data)
+    d.write_utt2spk({u: "one_speaker" for u in d.utt_ids()})  # a speaker with 4 utterances
+    ds = KDDataset(data, proc, gen, _small(prev_context_prob=1.0, timestamp_prob=0.0))
+    tokens = read_kv(data / "utt2teacher_tokens")
+    rng = np.random.default_rng(0)
+    utt = ds.utts[0]
+    ids = [int(t) for t in tokens[utt].split()]
+    assert ids[-1] == gen.eos_token_id
+    inputs, labels, start = ds.targets(utt, rng)  # the first utterance has no predecessor
+    assert inputs == [gen.decoder_start_token_id, gen.no_timestamps_token_id, *ids[:-1]]
+    assert labels == [gen.no_timestamps_token_id, *ids]
+    assert start == 1
+    # the next utterance of the same speaker gets the first as context, without loss on it
+    nxt = ds.utts[1]
+    inputs, labels, start = ds.targets(nxt, rng)
+    prev = proc.tokenizer.convert_tokens_to_ids("<|startofprev|>")
+    assert inputs[0] == prev and inputs[1 : 1 + len(ids) - 1] == ids[:-1]
+    assert labels[: len(ids)] == [IGNORE_INDEX] * len(ids)
+    assert labels[start - 2] == IGNORE_INDEX  # the last context token
+    assert labels[start - 1] == gen.no_timestamps_token_id and labels[start] == ids[0]
+    assert len(inputs) == len(labels)
+    batch = collate([ds[0], ds[1]], gen.pad_token_id)
+    assert batch["input_features"].shape == (2, 80, 3000)
+    assert batch["labels"].shape == batch["decoder_input_ids"].shape
+
+
+def test_cut_short_pseudo_labels_are_skipped(setup, tmp_path):
+    from speechdistill.teacher import load_teacher
+
+    data = subset(setup["pl"], tmp_path / "pl", first=3)
+    d = DataDir(data)
+    tokens = d.read("utt2teacher_tokens")
+    cut = sorted(tokens)[0]
+    tokens[cut] = " ".join(tokens[cut].split()[:-1])  # no EOS: max_new_tokens was hit
+    d.write("utt2teacher_tokens", tokens)
+    model, proc = load_teacher(setup["student"])
+    ds = KDDataset(data, proc, model.generation_config, _small())
+    assert cut not in ds.utts and len(ds) == 2
+
+
+@pytest.mark.parametrize("mode", ["cache", "shared_encoder", "online"])
+def test_training_modes_run_and_keep_the_best_dev_checkpoint(setup, tmp_path, mode):
+    cache = str(setup["pl"] / "cache") if mode == "cache" else None
+    out = tmp_path / mode
+    temperature = 1.0 if mode == "cache" else 2.0  # the cache was sampled at T = 1
+    summary = train_whisper(setup["student"], setup["teacher"], setup["pl"], setup["dev"], out,
+                            _small(teacher_mode=mode, cache_dir=cache, temperature=temperature))  # fmt: skip
+    assert summary["steps"] == 2 and summary["best_step"] == 2
+    assert summary["dev_reference"] == "text"  # the dev set's human transcripts
+    assert summary["best_dev_wer"] >= 0.0
+    with open(out / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert all(float(r["loss"]) > 0 and float(r["ce"]) > 0 and float(r["kd"]) > 0 for r in rows)
+    assert (out / "curves.png").stat().st_size > 1000
+    # the trained student is the best dev checkpoint, in safetensors, and it differs from init
+    trained = load_file(out / "model.safetensors")
+    init = load_file(setup["student"] / "model.safetensors")
+    assert trained.keys() == init.keys()
+    changed = [k for k in trained if not torch.equal(trained[k], init[k])]
+    assert changed and all(k.startswith(("model.decoder", "proj_out")) for k in changed)
+    assert torch.equal(
+        trained["model.encoder.layers.0.fc1.weight"], init["model.encoder.layers.0.fc1.weight"]
+    )  # fmt: skip  (frozen)
+
+
+def test_cache_mode_needs_the_cache_teacher(setup, tmp_path):
+    from speechdistill.cache import CacheIndex
+
+    cache = tmp_path / "cache"
+    index = CacheIndex.load(setup["pl"] / "cache")
+    (cache).mkdir()
+    CacheIndex({"weights_sha256": "someone else"}, index.settings, index.shards).save(cache)
+    with pytest.raises(ValueError, match="teacher"):
+        train_whisper(setup["student"], setup["teacher"], setup["pl"], setup["dev"],
+                      tmp_path / "x", _small(teacher_mode="cache", cache_dir=str(cache),
+                                             temperature=1.0))  # fmt: skip
+    with pytest.raises(ValueError, match="temperature"):
+        train_whisper(setup["student"], setup["teacher"], setup["pl"], setup["dev"],
+                      tmp_path / "y", _small(teacher_mode="cache", temperature=2.0,
+                                             cache_dir=str(setup["pl"] / "cache")))  # fmt: skip
+
+
+def _train_cmd(setup, out: Path, steps: int) -> list[str]:
+    cmd = [sys.executable, "-m", "speechdistill", "-q", "train", "--student", str(setup["student"]),
+           "--teacher", str(setup["teacher"]), "--train", str(setup["pl"]), "--dev",
+           str(setup["dev"]), "--out", str(out), "--teacher-mode", "cache", "--cache-dir",
+           str(setup["pl"] / "cache"), "--temperature", "1.0", "--max-steps", str(steps),
+           "--batch-size", "2", "--eval-steps", "2", "--save-steps", "2", "--log-steps", "1",
+           "--eval-batch-size", "2", "--eval-max-new-tokens", "16", "--warmup-steps", "1",
+           "--lr", "3e-4"]  # fmt: skip
+    return cmd
+
+
+def test_exact_resume_after_kill(setup, tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    full = tmp_path / "full"
+    proc = subprocess.run(_train_cmd(setup, full, 6), env=env, capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    p = subprocess.Popen(_train_cmd(setup, killed, 6), env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = killed / "checkpoints" / "step_0000002" / "trainer_state.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and p.poll() is None and not first.is_file():
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    assert p.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (killed / "train.json").exists()
+
+    proc = subprocess.run(_train_cmd(setup, killed, 6), env=env, capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = load_file(full / "checkpoints" / "step_0000006" / "model.safetensors")
+    b = load_file(killed / "checkpoints" / "step_0000006" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    sa = json.loads((full / "train.json").read_text())
+    sb = json.loads((killed / "train.json").read_text())
+    assert [e["dev_wer"] for e in sa["evals"]] == [e["dev_wer"] for e in sb["evals"]]
+    with open(killed / "train_log.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]
