@@ -56,6 +56,7 @@ train_opts=             # more options for speechdistill train, e.g. "--max-step
 decode_batch_size=16    # utterances per batch
 decode_num_beams=1      # 1: greedy
 decode_dtype=           # float32, float16, bfloat16 (empty: float32 on CPU)
+speed_max_utts=32       # score: utterances timed for latency/RTFx/speculative decoding (0: skip)
 # end options
 help_message="Usage: $0 [options]   (run from egs/<corpus>/, usually through its run.sh)"
 
@@ -213,7 +214,19 @@ if stage_start 9 score; then
         exp/"${m}"/decode_*/score_wer/results.json
     fi
   done
-  [ ${#results[@]} -eq 0 ] || speechdistill results --out exp/RESULTS.md "${results[@]}"
+  speed=()
+  if [ "${speed_max_utts}" -gt 0 ]; then
+    for m in ${models}; do
+      spec=()  # the teacher, sped up by the student's decoder as its assistant
+      [ "${m}" = teacher ] && [ -f exp/student/model.safetensors ] && spec=(--assistant exp/student)
+      speechdistill speed --model "exp/${m}" --data "dump/${test_sets##* }" --device "${device}" \
+        --max-utts "${speed_max_utts}" --out "exp/${m}/speed.json" "${spec[@]}"
+      speed+=("exp/${m}/speed.json")
+    done
+  fi
+  if [ ${#results[@]} -gt 0 ]; then
+    speechdistill results --out exp/RESULTS.md "${results[@]}" ${speed[@]:+--speed "${speed[@]}"}
+  fi
   [ -f exp/RESULTS.md ] && cat exp/RESULTS.md
 fi
 

@@ -908,7 +908,9 @@ def write_results_md(
     path: PathLike,
     entries: Sequence[tuple[str, PathLike | Mapping[str, Any]]],
     title: str = "RESULTS",
+    extra_sections: Sequence[str] = (),
 ) -> None:
-    """Write :func:`format_results_md` to ``path`` atomically."""
-    atomic_write_text(path, format_results_md(entries, title=title))
+    """Write :func:`format_results_md` (then ``extra_sections``) to ``path`` atomically."""
+    text = format_results_md(entries, title=title)
+    atomic_write_text(path, "\n".join([text, *extra_sections]))
     log.info("wrote %s", path)

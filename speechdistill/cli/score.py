@@ -88,7 +88,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", required=True, help="RESULTS.md to write")
     r.add_argument("--title", default="RESULTS", help="top heading (default: RESULTS)")
     r.add_argument("--model", help="model name for every entry (default: from each file)")
+    r.add_argument(
+        "--speed", nargs="+", default=[], help="speed.json files (speechdistill speed) to add"
+    )
     r.set_defaults(func=run_results)
+
+    sp = sub.add_parser(
+        "speed",
+        help="size and speed of a model: latency, RTFx, speculative decoding",
+        description="Greedy decoding of the first MAX_UTTS utterances at batch 1 and at "
+        "--batch-size; with --assistant (a student dir) also speculative decoding with the "
+        "student's decoder as the model's assistant. Writes OUT (speed.json).",
+    )
+    sp.add_argument("--model", required=True, help="model dir")
+    sp.add_argument("--data", required=True, help="data dir")
+    sp.add_argument("--out", required=True, help="speed.json to write")
+    sp.add_argument("--batch-size", type=int, default=16)
+    sp.add_argument("--max-utts", type=int, default=32)
+    sp.add_argument("--assistant", default=None, help="student dir: speculative decoding")
+    sp.add_argument("--device", default="cpu")
+    sp.set_defaults(func=run_speed)
 
 
 def run_score(args: argparse.Namespace) -> int:
@@ -132,8 +151,36 @@ def _decode_speed(decode_dir: Path) -> dict[str, Any]:
 
 def run_results(args: argparse.Namespace) -> int:
     from speechdistill.scoring import write_results_md
+    from speechdistill.speed import format_speed_md, load_reports
 
     entries = [(args.model or "", Path(p)) for p in args.results]
-    write_results_md(args.out, entries, title=args.title)
+    extra = [format_speed_md(load_reports(args.speed))] if args.speed else []
+    write_results_md(args.out, entries, title=args.title, extra_sections=extra)
     print(f"wrote {args.out} ({len(entries)} results)")
+    return 0
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    from speechdistill.speed import measure_speed, save_report
+
+    report = measure_speed(
+        args.model,
+        args.data,
+        batch_size=args.batch_size,
+        max_utts=args.max_utts,
+        assistant=args.assistant,
+        device=args.device,
+    )
+    save_report(report, args.out)
+    spec = report.speculative
+    print(
+        f"{args.model}: {report.params['total'] / 1e6:.2f}M params; latency b1 "
+        f"{report.latency_b1:.3f} s/utt; RTFx b{report.batch_size} {report.rtfx:.2f}"
+        + (
+            f"; speculative {spec['speedup']:.2f}x, identical {spec['identical']}/"
+            f"{spec['num_utts']}"
+            if spec
+            else ""
+        )
+    )
     return 0

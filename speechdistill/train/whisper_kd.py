@@ -359,7 +359,7 @@ class WhisperKDTrainer:
                     self.optimizer.zero_grad()
                 self.state.batch_in_epoch += 1
                 for k in ("loss", "ce", "kd"):
-                    running[k] = running.get(k, 0.0) + float(losses[k]) / cfg.grad_accum
+                    running[k] = running.get(k, 0.0) + float(losses[k].detach()) / cfg.grad_accum
                 if not acc.sync_gradients:
                     continue
                 self.state.step += 1
