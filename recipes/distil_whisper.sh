@@ -45,8 +45,10 @@ pl_cache=false          # cache encoder states and RS-KD samples for fast traini
 pl_rskd_k=32            # RS-KD samples per position when pl_cache=true
 pl_opts=                # more options for speechdistill pseudo-label
 # Filtering
-filter=labelfree        # labelfree (no transcripts needed), supervised (WER vs text), or none
-filter_opts=            # more options for speechdistill filter
+filter=label_free       # label_free (no transcripts needed), supervised (WER vs text), or none
+filter_keep="empty>=1 compression_ratio>=-2.4 ngram_repeat>=-3 top:80%:confidence"  # label_free rules
+filter_max_wer=0.1      # supervised: keep labels with WER below this (distil-whisper: 10 %)
+filter_opts=            # more options for speechdistill filter (e.g. --proxy DIR, --keep auto)
 # Student and training
 student_decoder_layers=2  # decoder layers of the student (a count, or a list like 0,31)
 student_encoder_layers=   # encoder layers (empty: the teacher's whole encoder, frozen and shared)
@@ -145,7 +147,18 @@ fi
 
 train_data=${pl_dir}
 [ "${filter}" != none ] && train_data=${pl_dir}_${filter}
-not_available 5 filter
+if [ "${filter}" != none ] && stage_start 5 filter "${train_data}"; then
+  case ${filter} in
+    label_free) keep=(); for rule in ${filter_keep}; do keep+=(--keep "${rule}"); done ;;
+    supervised) keep=(--keep "supervised_wer>-${filter_max_wer}") ;;
+    *) die "unknown --filter ${filter} (label_free, supervised or none)" ;;
+  esac
+  # shellcheck disable=SC2086 # filter_opts is a list of options
+  speechdistill filter --data "${pl_dir}" --out "${train_data}" --exp-dir "exp/filter_${filter}" \
+    --normalizer "${normalizer}" "${keep[@]}" ${filter_opts}
+  speechdistill data validate --no-text "${train_data}"
+  mark_done "${train_data}" filter
+fi
 if stage_start 6 init_student exp/student_init; then
   init_args=(--teacher exp/teacher --out exp/student_init --decoder-layers "${student_decoder_layers}")
   [ -n "${student_encoder_layers}" ] && init_args+=(--encoder-layers "${student_encoder_layers}")

@@ -54,9 +54,11 @@ def compression_ratio(text: str) -> float:
 def max_ngram_repeat(text: str, max_n: int = 4) -> int:
     """Largest number of consecutive repetitions of any word n-gram (n = 1..max_n).
 
-    1 means no n-gram is immediately repeated; "a b a b a b" gives 3; 0 for an empty text.
+    1 means no n-gram is immediately repeated; "a b a b a b" gives 3, and so does "no, no, no."
+    (punctuation at the ends of words is ignored); 0 for an empty text.
     """
-    words = text.lower().split()
+    words = [w.strip(".,;:!?\"'()[]") for w in text.lower().split()]
+    words = [w for w in words if w]
     if not words:
         return 0
     best = 1

@@ -16,7 +16,7 @@ def test_help_lists_every_subcommand():
         check=True,
     ).stdout
     for name in COMMANDS:
-        assert f"    {name}" in out
+        assert f"    {name.replace('_', '-')}" in out
 
 
 def test_unknown_subcommand_is_an_error(capsys):

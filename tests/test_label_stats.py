@@ -57,6 +57,8 @@ def test_compression_ratio_flags_repetition():
         ("a b c d a b c d a b c d", 3),
         ("a b c d e a b c d e", 1),  # 5-grams are beyond max_n=4
         ("Yes YES yes", 3),
+        ("no, no, no.", 3),
+        ("... !!", 0),
     ],
 )
 def test_max_ngram_repeat(text, expected):

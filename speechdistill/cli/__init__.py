@@ -21,6 +21,7 @@ COMMANDS = (
     "format",
     "teacher",
     "pseudo_label",
+    "filter",
     "init_student",
     "train",
     "decode",

@@ -1,0 +1,185 @@
+"""``speechdistill filter``: score pseudo-labels, keep the good ones, report (stage 5)."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+RULES_HELP = """\
+rules (--keep, repeatable; an utterance is kept when it passes all of them):
+  SCORE>=X, SCORE>X, SCORE<=X, SCORE<X   threshold on a score (higher = better label)
+  top:P%:SCORE, top:N:SCORE              the best P % / N utterances
+  hours:H:SCORE                          the best utterances up to H hours of audio
+  auto                                   the label-free score and threshold that work best on
+                                         the labelled utterances (--ref or text)
+  SCORE: a score name or rank_avg(a,b,...) (mean percentile rank). Thresholds are evaluated
+  on the whole input, then quotas in order on what is left.
+
+scores (each written as utt2score_<name>):
+{scores}
+
+examples:
+  label-free:  --keep "empty>=1" --keep "compression_ratio>=-2.4" --keep "ngram_repeat>=-3" \\
+               --keep "top:80%:rank_avg(confidence,entropy_mean)"
+  supervised (distil-whisper, WER < 10 %):  --keep "supervised_wer>-0.1"
+  chosen on a labelled subset:  --ref data/dev_labelled/text --keep auto
+"""
+
+
+def _floats(text: str, n: int | None = None) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.replace(":", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+    if n is not None and len(values) != n:
+        raise argparse.ArgumentTypeError(f"expected {n} numbers, got {text!r}")
+    return values
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from speechdistill.filter.scores import SCORES
+    from speechdistill.text import NORMALIZERS
+
+    listing = "\n".join(
+        textwrap.fill(
+            f"{name}: {s.help}", width=96, initial_indent="  ", subsequent_indent="      "
+        )
+        for name, s in SCORES.items()
+    )
+    p = sub.add_parser(
+        "filter",
+        help="score pseudo-labels and keep the good ones (label-free or supervised)",
+        description="Compute label-quality scores for a pseudo-labelled data dir (text.teacher "
+        "and the pseudo_label statistics), select utterances with --keep rules, write the "
+        "filtered data dir to --out and report.{md,json} (+ diagnostics against references "
+        "when some exist) to --exp-dir.",
+        epilog=RULES_HELP.format(scores=listing),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", required=True, help="pseudo-labelled data dir (with text.teacher)")
+    p.add_argument("--out", required=True, help="filtered data dir to write")
+    p.add_argument("--exp-dir", help="report, plots, scores and caches (default: OUT/filter)")
+    p.add_argument(
+        "--score",
+        action="append",
+        metavar="NAME[,NAME…]",
+        help="scores to compute (repeatable; default: every score the inputs allow; the scores "
+        "named in --keep are always computed)",
+    )
+    p.add_argument("--keep", action="append", metavar="RULE", help="selection rule (repeatable)")
+    g = p.add_argument_group("references (diagnostics, auto, supervised scores)")
+    g.add_argument("--ref", help="reference text for some or all utterances (default: DATA/text)")
+    g.add_argument("--labelled", help="utterance list: use references only for these")
+    g.add_argument(
+        "--bad-wer",
+        type=float,
+        default=0.4,
+        help="a label is bad above this WER, for auto and the histograms (default: 0.4)",
+    )
+    g.add_argument(
+        "--bad-wers",
+        type=_floats,
+        default=(0.2, 0.4, 0.8),
+        help="bad-label WER definitions of the AUC table (default: 0.2,0.4,0.8)",
+    )
+    g.add_argument(
+        "--objective",
+        choices=("f1", "youden"),
+        default="f1",
+        help="what auto maximises on the labelled utterances (default: f1 of keeping good labels)",
+    )
+    g.add_argument(
+        "--labelled-max-wer",
+        type=float,
+        default=None,
+        help="keep labelled utterances iff their label WER <= this, whatever the rules say",
+    )
+    g.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
+    m = p.add_argument_group("models (proxy, self-agreement, LM)")
+    m.add_argument("--proxy", help="proxy ASR model dir: Whisper, CTC (transformers) or CT2")
+    m.add_argument("--proxy-language", help="language of a multilingual proxy (e.g. en)")
+    m.add_argument("--teacher", help="teacher model dir, for self_wer/self_cer")
+    m.add_argument(
+        "--perturb",
+        action="append",
+        metavar="noise:SNR_DB|speed:F",
+        help="perturbation for self-agreement (repeatable; default: speed:0.9)",
+    )
+    m.add_argument("--lm", help="causal LM dir (transformers), for lm_nll")
+    m.add_argument("--language", help="language for a multilingual teacher (e.g. en)")
+    m.add_argument("--batch-size", type=int, default=16)
+    m.add_argument(
+        "--max-new-tokens", type=int, default=None, help="token limit of proxy/teacher decoding"
+    )
+    m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
+    m.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    m.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    t = p.add_argument_group("text")
+    t.add_argument(
+        "--normalizer", default="english", choices=sorted(NORMALIZERS), help="(default: english)"
+    )
+    t.add_argument("--normalizer-option", action="append", metavar="KEY=VALUE", help="(repeatable)")
+    t.add_argument(
+        "--cps-range",
+        type=lambda s: _floats(s, 2),
+        default=(5.0, 25.0),
+        metavar="LO,HI",
+        help="plausible characters per second of a label (default: 5,25)",
+    )
+    p.set_defaults(func=run_filter)
+
+
+def run_filter(args: argparse.Namespace) -> int:
+    from speechdistill.cli.score import _key_values
+    from speechdistill.filter import FilterConfig, ScoreOptions, filter_data_dir
+    from speechdistill.filter.models import parse_perturbation
+    from speechdistill.filter.scores import DEFAULT_PERTURBATIONS
+
+    perturb = args.perturb or list(DEFAULT_PERTURBATIONS)
+    for spec in perturb:
+        parse_perturbation(spec)
+    lo, hi = args.cps_range
+    if not 0 <= lo < hi:
+        raise ValueError(f"--cps-range: expected 0 <= LO < HI, got {lo},{hi}")
+    options = ScoreOptions(
+        normalizer=args.normalizer,
+        normalizer_options=_key_values(args.normalizer_option, "--normalizer-option"),
+        cps_range=(lo, hi),
+        proxy=args.proxy,
+        proxy_language=args.proxy_language,
+        teacher=args.teacher,
+        perturbations=tuple(perturb),
+        lm=args.lm,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        device=args.device,
+        dtype=args.dtype,
+        language=args.language,
+        seed=args.seed,
+    )
+    scores = [n.strip() for item in args.score or [] for n in item.split(",") if n.strip()]
+    config = FilterConfig(
+        data=args.data,
+        out=args.out,
+        exp_dir=args.exp_dir,
+        scores=scores,
+        keep=args.keep or [],
+        options=options,
+        ref=args.ref,
+        labelled=args.labelled,
+        bad_wers=args.bad_wers,
+        bad_wer=args.bad_wer,
+        objective=args.objective,
+        labelled_max_wer=args.labelled_max_wer,
+        plots=not args.no_plots,
+    )
+    result = filter_data_dir(config)
+    r = result.report
+    print(
+        f"filter: kept {r['kept']['utts']} of {r['input']['utts']} utterances "
+        f"({r['kept']['hours']:.3f} of {r['input']['hours']:.3f} h) -> {result.out}"
+    )
+    print(f"report: {result.exp_dir / 'report.md'}")
+    return 0
