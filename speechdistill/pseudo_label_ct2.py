@@ -32,7 +32,7 @@ Differences from the ``hf`` backend:
 - beam search is CTranslate2's (length penalty 1, patience 1): hypotheses can differ slightly from
   transformers' beam search;
 - features are computed in float32 and the ``compute_type`` decides the arithmetic: ``None`` is
-  float32 on CPU and float16 on CUDA (as the ``hf`` backend's ``dtype=None``); CTranslate2's
+  float32 on CPU and float16 on CUDA (the ``hf`` backend picks bfloat16 there); CTranslate2's
   quantised types (``int8``, ``int8_float32``, …) are accepted as ``dtype`` here only;
 - encoder-state and RS-KD caches are not supported (construction fails).
 

@@ -73,8 +73,10 @@ def embedded_teacher_dir(name: str = "tiny.en") -> Path:
 def _resolve_dtype(dtype: Any, device: str):
     import torch
 
-    if dtype is None:
-        return torch.float16 if str(device).startswith("cuda") else torch.float32
+    if dtype is None:  # bf16 on GPUs that have it (fp16 overflows in large Whisper layers)
+        if not str(device).startswith("cuda"):
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if isinstance(dtype, str):
         if dtype == "auto":
             return "auto"
@@ -93,8 +95,8 @@ def load_teacher(
 ) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
     """Load a Whisper teacher and its processor from a Hub id or a local directory.
 
-    ``dtype``: a torch dtype or its name, ``"auto"`` (as stored), or None (float32 on CPU, float16
-    on CUDA). Weights are read from safetensors only and remote code is never trusted. Returns
+    ``dtype``: a torch dtype or its name, ``"auto"`` (as stored), or None (float32 on CPU,
+    bfloat16 on CUDA where supported, else float16). Weights are read from safetensors only and remote code is never trusted. Returns
     ``(WhisperForConditionalGeneration, WhisperProcessor)``, the model in eval mode on ``device``.
     """
     from transformers import WhisperForConditionalGeneration, WhisperProcessor

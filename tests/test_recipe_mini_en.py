@@ -42,7 +42,18 @@ def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_mini_en_recipe_stages_1_to_9(recipe):
     small = "--num_train 6 --num_dev 4 --num_test 10"
-    proc = run(recipe, "--local_data_opts", small, "--nj", "2")
+    short = "--max-steps 4 --batch-size 4 --warmup-steps 1 --eval-steps 2 --save-steps 2"
+    proc = run(
+        recipe,
+        "--local_data_opts",
+        small,
+        "--nj",
+        "2",
+        "--train_opts",
+        short,
+        "--speed_max_utts",
+        "4",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     for s in ("train", "dev", "test"):
@@ -57,9 +68,17 @@ def test_mini_en_recipe_stages_1_to_9(recipe):
         assert res["extra"]["rtfx"] > 0  # speed from decode.json
         # decoded as 2 jobs, merged
         assert (recipe / "exp" / "teacher" / f"decode_{s}" / "split2" / "2" / "text").is_file()
+    # pseudo-labels, filtered labels, a trained student that was decoded and scored too
+    assert (recipe / "dump" / "train_pl" / "text.teacher").is_file()
+    kept = (recipe / "dump" / "train_pl_label_free" / "text.teacher").read_text().splitlines()
+    assert 1 <= len(kept) <= 6
+    assert (recipe / "exp" / "student" / "model.safetensors").is_file()
+    assert (recipe / "exp" / "student" / "train_log.csv").is_file()
+    student = load_results(recipe / "exp" / "student" / "decode_test" / "score_wer")
+    assert student["n_utts"] == 10 and student["wer"] >= 0.0
     results_md = (recipe / "exp" / "RESULTS.md").read_text()
     assert re.search(r"^\|test\|10\|\d+\|", results_md, re.M), results_md
-    assert "## teacher" in results_md
+    assert "## teacher" in results_md and "## student" in results_md
 
     # A rerun skips the finished stages; --force reruns the chosen one.
     again = run(recipe, "--stop_stage", "decode")
