@@ -11,7 +11,7 @@
 #   7 train         KD training, best checkpoint on dev -> exp/student/
 #   8 decode        every model on every test set -> exp/<model>/decode_<set>/
 #   9 score         WER/CER, sclite-style reports, speed -> exp/RESULTS.md
-#  10 publish       Hub folder + model card                                        (not yet available)
+#  10 publish       Hub folder + model card (+ CT2 export); upload unless dry run -> exp/student/hub/
 # shellcheck disable=SC2034,SC2154 # options are read by sourced helpers; cmd.sh sets *_cmd
 set -euo pipefail
 
@@ -30,6 +30,7 @@ valid_set=dev           # dev set: model selection only
 test_sets="dev test"    # sets to decode and score
 min_duration=0.1        # format: drop shorter train/dev utterances (seconds)
 max_duration=30.0       # format: drop longer train/dev utterances (seconds; Whisper's window)
+format_opts=            # more options for speechdistill format (all sets)
 normalizer=english      # text normaliser for scoring: english, basic, pt_br, none
 # Teacher
 teacher=tiny.en         # tiny.en (embedded), a Hub id (openai/whisper-large-v3) or a directory
@@ -59,6 +60,10 @@ decode_batch_size=16    # utterances per batch
 decode_num_beams=1      # 1: greedy
 decode_dtype=           # float32, float16, bfloat16 (empty: float32 on CPU)
 speed_max_utts=32       # score: utterances timed for latency/RTFx/speculative decoding (0: skip)
+# Publishing
+hub_repo_id=            # Hub repository of the student, USER/NAME (needed to upload)
+publish_dry_run=true    # build and check exp/student/hub only; false: also upload (needs a token)
+publish_opts=           # more options for speechdistill publish, e.g. "--ct2 --license mit"
 # end options
 help_message="Usage: $0 [options]   (run from egs/<corpus>/, usually through its run.sh)"
 
@@ -85,12 +90,6 @@ gen_opts=(--batch-size "${decode_batch_size}" --num-beams "${decode_num_beams}" 
 # Every set this recipe touches, once each, in order.
 all_sets=$(printf '%s\n' "${train_set}" "${valid_set}" ${test_sets} | awk 'NF && !seen[$0]++')
 
-not_available() {  # NUM NAME: a stage that a later release of the pipeline provides
-  if stage_enabled "$1" "$2"; then
-    log "Stage $1 ($2): not available in this version of the pipeline, skipping"
-  fi
-}
-
 if stage_start 1 prepare data; then
   [ -x local/data.sh ] || die "local/data.sh not found or not executable in $(pwd)"
   # shellcheck disable=SC2086 # local_data_opts is a list of options
@@ -107,7 +106,11 @@ if stage_start 2 format dump; then
     if [ "${s}" = "${train_set}" ] || [ "${s}" = "${valid_set}" ]; then
       limits=(--min-duration "${min_duration}" --max-duration "${max_duration}")
     fi
-    speechdistill format "data/${s}" "dump/${s}" --audio-dir "dump/wav/${s}" "${limits[@]}"
+    # unreadable training audio is skipped (count and list logged); test sets stay strict
+    [ "${s}" = "${train_set}" ] && limits+=(--skip-bad)
+    # shellcheck disable=SC2086 # format_opts is a list of options
+    speechdistill format "data/${s}" "dump/${s}" --audio-dir "dump/wav/${s}" "${limits[@]}" \
+      ${format_opts}
     speechdistill data validate --no-text "dump/${s}"
   done
   mark_done dump format
@@ -173,7 +176,7 @@ if stage_start 7 train exp/student; then
   fi
   [ -f "${train_data}/text.teacher" ] || [ -f "${train_data}/text" ] || die "no labels in ${train_data}"
   train_args=(--student exp/student_init --teacher exp/teacher --train "${train_data}"
-    --dev "dump/${valid_set}" --out exp/student)
+    --dev "dump/${valid_set}" --out exp/student --eval-normalizer "${normalizer}")
   [ -f "${train_config}" ] && train_args+=(--config "${train_config}")
   [ -f "${pl_dir}/cache/index.json" ] && train_args+=(--cache-dir "${pl_dir}/cache")
   [ -n "${language}" ] && train_args+=(--language "${language}")
@@ -243,5 +246,35 @@ if stage_start 9 score; then
   [ -f exp/RESULTS.md ] && cat exp/RESULTS.md
 fi
 
-not_available 10 publish
+if stage_start 10 publish; then
+  if [ ! -f exp/student/model.safetensors ]; then
+    log "no trained student (exp/student/model.safetensors): nothing to publish"
+  else
+    pub_args=(--model exp/student --teacher exp/teacher --out exp/student/hub
+      --selection-set "${valid_set}")
+    scored=0
+    for s in ${test_sets}; do
+      f=exp/student/decode_${s}/score_wer/results.json
+      [ -f "${f}" ] && pub_args+=(--results "${f}") && scored=$((scored + 1))
+      f=exp/teacher/decode_${s}/score_wer/results.json
+      [ -f "${f}" ] && pub_args+=(--teacher-results "${f}")
+    done
+    [ "${scored}" -gt 0 ] || die "no scored test set for exp/student (run stage 9)"
+    [ -f exp/RESULTS.md ] && pub_args+=(--results-md exp/RESULTS.md)
+    # A Hub id (owner/name, not a local directory) is the card's base_model.
+    [[ ${teacher} =~ ^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$ ]] && [ ! -e "${teacher}" ] &&
+      pub_args+=(--base-model "${teacher}")
+    [ -n "${language}" ] && pub_args+=(--language "${language}")
+    [ -n "${hub_repo_id}" ] && pub_args+=(--repo-id "${hub_repo_id}")
+    if [ "${publish_dry_run}" = true ]; then
+      pub_args+=(--dry-run)
+    else
+      [ -n "${hub_repo_id}" ] || die "--hub_repo_id USER/NAME is needed to upload (or --publish_dry_run true)"
+    fi
+    # shellcheck disable=SC2206 # publish_opts is a list of options
+    pub_args+=(${publish_opts})
+    speechdistill publish "${pub_args[@]}"
+  fi
+fi
+
 log "Finished."

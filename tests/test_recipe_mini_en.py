@@ -40,7 +40,7 @@ def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_mini_en_recipe_stages_1_to_9(recipe):
+def test_mini_en_recipe_end_to_end(recipe):
     small = "--num_train 6 --num_dev 4 --num_test 10"
     short = "--max-steps 4 --batch-size 4 --warmup-steps 1 --eval-steps 2 --save-steps 2"
     proc = run(
@@ -79,6 +79,14 @@ def test_mini_en_recipe_stages_1_to_9(recipe):
     results_md = (recipe / "exp" / "RESULTS.md").read_text()
     assert re.search(r"^\|test\|10\|\d+\|", results_md, re.M), results_md
     assert "## teacher" in results_md and "## student" in results_md
+    # stage 10 as the recipes' default dry run: a checked Hub folder whose card carries the WER
+    from huggingface_hub import ModelCard
+
+    hub = recipe / "exp" / "student" / "hub"
+    assert (hub / "model.safetensors").is_file()
+    card = ModelCard.load(hub / "README.md")
+    wers = {r.dataset_name: r.metric_value for r in card.data.eval_results}
+    assert wers["test"] == pytest.approx(100 * student["wer"], abs=0.01)
 
     # A rerun skips the finished stages; --force reruns the chosen one.
     again = run(recipe, "--stop_stage", "decode")

@@ -26,6 +26,7 @@ COMMANDS = (
     "train",
     "decode",
     "score",
+    "publish",
 )
 
 log = logging.getLogger("speechdistill")
