@@ -204,3 +204,40 @@ def test_exact_resume_after_kill(setup, tmp_path):
     assert [e["dev_wer"] for e in sa["evals"]] == [e["dev_wer"] for e in sb["evals"]]
     with open(killed / "train_log.csv") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_two_processes_equal_one(setup, tmp_path):
+    """accelerate's 2 CPU processes of batch 2 train the same weights as 1 process of batch 4:
+    the same samples per step (the shared permutation, sharded) and a loss normalised by the
+    global token count."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+
+    def args(out: Path, batch: int) -> list[str]:
+        cmd = _train_cmd(setup, out, 2)[3:]  # without "python -m speechdistill"
+        cmd[cmd.index("--batch-size") + 1] = str(batch)
+        return cmd
+
+    one = tmp_path / "one"
+    proc = subprocess.run([sys.executable, "-m", "speechdistill", *args(one, 4)], env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    accelerate = Path(sys.executable).parent / "accelerate"
+    launch = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+              "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "speechdistill"]  # fmt: skip
+    two = tmp_path / "two"
+    proc = subprocess.run([*launch, *args(two, 2)], env=env, capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = load_file(one / "checkpoints" / "step_0000002" / "model.safetensors")
+    b = load_file(two / "checkpoints" / "step_0000002" / "model.safetensors")
+    init = load_file(setup["student"] / "model.safetensors")
+    assert a.keys() == b.keys()
+    moved = 0
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k  # Adam: |Δ| ~ 1e-6
+        moved += k in init and not torch.equal(a[k], init[k])
+    assert moved > 0  # the weights were trained, not left as they were
+    with open(one / "train_log.csv") as f1, open(two / "train_log.csv") as f2:
+        l1 = [float(r["loss"]) for r in csv.DictReader(f1)]
+        l2 = [float(r["loss"]) for r in csv.DictReader(f2)]
+    assert l1 == pytest.approx(l2, rel=1e-4)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -23,48 +24,89 @@ class TrainConfig:
     """Knowledge-distillation training of a Whisper student (see ``speechdistill train --help``)."""
 
     # data
-    label_file: str = "text.teacher"  # the targets: text.teacher (pseudo-labels) or text
-    max_label_tokens: int = 200  # longer labels are skipped (logged)
-    timestamp_prob: float = 0.0  # use text.teacher_ts (timestamp tokens) with this probability
-    prev_context_prob: float = 0.0  # prompt with the previous utterance of the speaker
-    language: str | None = None  # the prompt's language (multilingual models), e.g. pt
-    task: str = "transcribe"  # transcribe | translate (multilingual models)
+    label_file: str = field(
+        default="text.teacher",
+        metadata={"help": "the targets: text.teacher (pseudo-labels) or text"},
+    )
+    max_label_tokens: int = field(
+        default=200, metadata={"help": "longer labels are skipped (logged)"}
+    )
+    timestamp_prob: float = field(
+        default=0.0,
+        metadata={"help": "use text.teacher_ts (timestamp tokens) with this probability"},
+    )
+    prev_context_prob: float = field(
+        default=0.0, metadata={"help": "prompt with the previous utterance of the speaker"}
+    )
+    language: str | None = field(
+        default=None, metadata={"help": "the prompt's language (multilingual models), e.g. pt"}
+    )
+    task: str = field(
+        default="transcribe", metadata={"help": "transcribe | translate (multilingual models)"}
+    )
     # teacher
-    teacher_mode: str = "shared_encoder"  # online | shared_encoder | cache
-    cache_dir: str | None = None  # the pseudo-label caches (teacher_mode=cache)
+    teacher_mode: str = field(
+        default="shared_encoder", metadata={"help": "online | shared_encoder | cache"}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "the pseudo-label caches (teacher_mode=cache)"}
+    )
     # loss
-    loss_preset: str = "code"  # paper (CE 1.0, KL 0.8) or code (0.8·CE + 1.0·KL)
-    alpha_ce: float | None = None
-    alpha_kd: float | None = None
-    divergence: str = "forward_kl"  # forward_kl | reverse_kl | skew_kl | skew_rkl | js
-    temperature: float = 2.0
-    skew: float = 0.1  # λ of the skew divergences
+    loss_preset: str = field(
+        default="code", metadata={"help": "paper (CE 1.0, KL 0.8) or code (0.8·CE + 1.0·KL)"}
+    )
+    alpha_ce: float | None = field(
+        default=None, metadata={"help": "CE weight (overrides the preset)"}
+    )
+    alpha_kd: float | None = field(
+        default=None, metadata={"help": "KD weight (overrides the preset)"}
+    )
+    divergence: str = field(
+        default="forward_kl", metadata={"help": "forward_kl | reverse_kl | skew_kl | skew_rkl | js"}
+    )
+    temperature: float = field(
+        default=2.0, metadata={"help": "KD temperature T (the loss is scaled by T²)"}
+    )
+    skew: float = field(default=0.1, metadata={"help": "λ of the skew divergences"})
     # optimisation
-    max_steps: int = 1000
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 1e-4
-    lr_schedule: str = "linear"  # any transformers scheduler: linear, cosine, constant_with_warmup
-    warmup_steps: int = 50
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    ema_decay: float = 0.0  # 0: no EMA; e.g. 0.999
-    freeze_encoder: bool = True
-    freeze_embeddings: bool = False
-    specaugment: bool = False  # SpecAugment on the features (when the encoder runs)
-    mixed_precision: str = "no"  # no | bf16 | fp16
-    gradient_checkpointing: bool = False
-    seed: int = 0
-    num_workers: int = 0
+    max_steps: int = field(default=1000, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=8, metadata={"help": "utterances per step and process"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
+    lr_schedule: str = field(
+        default="linear",
+        metadata={"help": "any transformers scheduler: linear, cosine, constant_with_warmup"},
+    )
+    warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
+    ema_decay: float = field(default=0.0, metadata={"help": "0: no EMA; e.g. 0.999"})
+    freeze_encoder: bool = field(default=True, metadata={"help": "keep the encoder frozen"})
+    freeze_embeddings: bool = field(
+        default=False, metadata={"help": "keep the token and position embeddings frozen"}
+    )
+    specaugment: bool = field(
+        default=False, metadata={"help": "SpecAugment on the features (when the encoder runs)"}
+    )
+    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute activations in the backward pass"}
+    )
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    num_workers: int = field(default=0, metadata={"help": "data loader workers"})
     # evaluation and checkpoints
-    eval_steps: int = 100
-    eval_batch_size: int = 16
-    eval_max_utts: int = 0  # 0: the whole dev set
-    eval_max_new_tokens: int = 128  # caps decoding of a student still in repetition loops
-    eval_normalizer: str = "english"
-    save_steps: int = 100
-    keep_checkpoints: int = 2
-    log_steps: int = 10
+    eval_steps: int = field(default=100, metadata={"help": "evaluate on dev every N steps"})
+    eval_batch_size: int = field(default=16, metadata={"help": "dev decoding batch size"})
+    eval_max_utts: int = field(default=0, metadata={"help": "0: the whole dev set"})
+    eval_max_new_tokens: int = field(
+        default=128, metadata={"help": "caps decoding of a student still in repetition loops"}
+    )
+    eval_normalizer: str = field(
+        default="english", metadata={"help": "text normaliser of the dev WER"}
+    )
+    save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
+    log_steps: int = field(default=10, metadata={"help": "log the losses every N steps"})
 
     def __post_init__(self) -> None:
         if self.loss_preset not in LOSS_PRESETS:
@@ -114,11 +156,21 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """One ``--name value`` option per field of :class:`TrainConfig` (default: unset)."""
-    hints = get_type_hints(TrainConfig)
-    group = parser.add_argument_group("training options (override the --config file)")
-    for f in fields(TrainConfig):
+def add_config_args(
+    parser: argparse.ArgumentParser,
+    config_cls: type = TrainConfig,
+    *,
+    title: str = "training options (override the --config file)",
+    description: str | None = None,
+    skip: Collection[str] = (),
+) -> None:
+    """One ``--name value`` option per field of ``config_cls`` (a dataclass such as
+    :class:`TrainConfig`; default: unset), except the fields named in ``skip``."""
+    hints = get_type_hints(config_cls)
+    group = parser.add_argument_group(title, description)
+    for f in fields(config_cls):
+        if f.name in skip:
+            continue
         kind = hints[f.name]
         parse: Any = str
         if kind is bool:
@@ -133,7 +185,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
             dest=f"cfg_{f.name}",
             type=parse,
             default=None,
-            help=f"(default: {json.dumps(default)})",
+            metavar={_parse_bool: "BOOL", int: "INT", float: "FLOAT"}.get(parse, "STR"),
+            help=f"{f.metadata.get('help', '')} (default: {json.dumps(default)})",
         )
 
 

@@ -17,10 +17,8 @@ position, so a killed run resumes exactly where it stopped.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,59 +26,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from speechdistill.datadir import DataDir
-from speechdistill.losses import ce_loss, distil_whisper_loss, sparse_kd_loss
+from speechdistill.losses import IGNORE_INDEX, ce_loss, distil_whisper_loss, sparse_kd_loss
+from speechdistill.train import common
+from speechdistill.train.common import (  # noqa: F401  (re-exported)
+    CHECKPOINTS,
+    EMA,
+    STATE,
+    AcceleratedTrainer,
+    EpochSampler,
+    make_scheduler,
+)
+from speechdistill.train.common import param_groups as _param_groups
+from speechdistill.train.common import read_log_csv as _read_csv
+from speechdistill.train.common import tensorboard_writer as _tensorboard
 from speechdistill.train.config import TrainConfig
 from speechdistill.train.data import KDDataset, collate
 from speechdistill.utils import PathLike, atomic_write_text
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS = "checkpoints"
-STATE = "trainer_state.json"
-
-
-class EpochSampler(torch.utils.data.Sampler[int]):
-    """A seeded permutation per epoch (the same on every process; accelerate shards it)."""
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-class EMA:
-    """Exponential moving average of the trainable parameters (evaluated and saved in their stead)."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = {n: p.detach().clone().float() for n, p in model.named_parameters()
-                       if p.requires_grad}  # fmt: skip
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        for n, p in model.named_parameters():
-            if n in self.shadow:
-                self.shadow[n].lerp_(p.detach().float(), 1.0 - self.decay)
-
-    @torch.no_grad()
-    def swap(self, model: torch.nn.Module) -> None:
-        """Exchange the model's weights with the averaged ones (call twice to undo)."""
-        for n, p in model.named_parameters():
-            if n in self.shadow:
-                tmp = p.detach().clone()
-                p.copy_(self.shadow[n].to(p.dtype))
-                self.shadow[n].copy_(tmp.float())
 
 
 @dataclass
@@ -116,16 +81,6 @@ def _freeze(student, config: TrainConfig) -> None:
     if config.freeze_embeddings:
         student.model.decoder.embed_tokens.requires_grad_(False)
         student.model.decoder.embed_positions.requires_grad_(False)
-
-
-def _param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "layer_norm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,8 +154,11 @@ class DevEvaluator:
 # the trainer
 
 
-class WhisperKDTrainer:
+class WhisperKDTrainer(AcceleratedTrainer):
     """Set up models, data, optimiser and accelerate; :meth:`train` runs to ``max_steps``."""
+
+    loss_keys = ("loss", "ce", "kd")
+    log_fields = ("step", "epoch", "loss", "ce", "kd", "grad_norm", "lr", "sec_per_step")
 
     def __init__(
         self,
@@ -213,7 +171,6 @@ class WhisperKDTrainer:
     ):
         from accelerate import Accelerator
         from accelerate.utils import set_seed
-        from transformers import get_scheduler
 
         self.config = config
         self.out = Path(out_dir)
@@ -270,12 +227,7 @@ class WhisperKDTrainer:
         optimizer = torch.optim.AdamW(
             _param_groups(self.student, config.weight_decay), lr=config.lr
         )
-        scheduler = get_scheduler(
-            config.lr_schedule,
-            optimizer,
-            num_warmup_steps=config.warmup_steps,
-            num_training_steps=config.max_steps,
-        )
+        scheduler = make_scheduler(self.acc, optimizer, config)
         self.student, self.optimizer, self.loader, self.scheduler = self.acc.prepare(
             self.student, optimizer, loader, scheduler
         )
@@ -303,10 +255,12 @@ class WhisperKDTrainer:
         if cfg.teacher_mode == "cache":
             enc = batch["encoder_states"].to(next(student.parameters()).dtype)
             logits = student(encoder_outputs=(enc,), decoder_input_ids=dec_in).logits
-            ce = ce_loss(logits, labels)
             sp = batch["sparse"]
+            # each term is a mean over its own positions (the cache covers the hypothesis only)
+            ce = ce_loss(logits, labels) * self.global_scale((labels != IGNORE_INDEX).sum())
             kd = sparse_kd_loss(logits, sp.ids.to(logits.device), sp.weights.to(logits.device),
                                 sp.mask.to(logits.device), temperature=cfg.temperature)  # fmt: skip
+            kd = kd * self.global_scale(sp.mask.sum().to(kd.device))
             return {"loss": ce_w * ce + kd_w * kd, "ce": ce.detach(), "kd": kd.detach()}
         feats = batch["input_features"]
         inner = self.acc.unwrap_model(student)
@@ -324,85 +278,13 @@ class WhisperKDTrainer:
             logits = student(encoder_outputs=(enc,), decoder_input_ids=dec_in).logits
         else:
             logits = student(input_features=feats, decoder_input_ids=dec_in).logits
-        return distil_whisper_loss(logits, labels, t_logits, alpha_ce=ce_w, alpha_kd=kd_w,
-                                   temperature=cfg.temperature, divergence=cfg.divergence,
-                                   skew=cfg.skew)  # fmt: skip
+        losses = distil_whisper_loss(logits, labels, t_logits, alpha_ce=ce_w, alpha_kd=kd_w,
+                                     temperature=cfg.temperature, divergence=cfg.divergence,
+                                     skew=cfg.skew)  # fmt: skip
+        scale = self.global_scale((labels != IGNORE_INDEX).sum())
+        return {k: v * scale for k, v in losses.items()}
 
-    # ---------------------------------------------------------------------------- the loop
-    def train(self) -> dict[str, Any]:
-        cfg, acc = self.config, self.acc
-        self._resume()
-        bar = tqdm(total=cfg.max_steps, initial=self.state.step, desc="train", unit="step",
-                   disable=not acc.is_main_process)  # fmt: skip
-        running: dict[str, float] = {}
-        t_last = time.perf_counter()
-        steps_since = 0
-        while self.state.step < cfg.max_steps:
-            self.dataset.set_epoch(self.state.epoch)
-            loader = self.loader
-            if self.state.batch_in_epoch:
-                loader = acc.skip_first_batches(self.loader, self.state.batch_in_epoch)
-            # accelerate re-seeds the sampler with its own count of iterations: set it to the
-            # epoch, so that a resumed run (a fresh loader) draws the same permutation
-            loader.set_epoch(self.state.epoch)
-            for batch in loader:
-                with acc.accumulate(self.student):
-                    losses = self.compute_loss(batch)
-                    acc.backward(losses["loss"])
-                    if acc.sync_gradients and cfg.max_grad_norm:
-                        grad_norm = acc.clip_grad_norm_(
-                            self.student.parameters(), cfg.max_grad_norm
-                        )
-                        running["grad_norm"] = running.get("grad_norm", 0.0) + float(grad_norm)
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.optimizer.zero_grad()
-                self.state.batch_in_epoch += 1
-                for k in ("loss", "ce", "kd"):
-                    running[k] = running.get(k, 0.0) + float(losses[k].detach()) / cfg.grad_accum
-                if not acc.sync_gradients:
-                    continue
-                self.state.step += 1
-                steps_since += 1
-                bar.update(1)
-                if self.ema is not None:
-                    self.ema.update(acc.unwrap_model(self.student))
-                step = self.state.step
-                now = time.perf_counter()
-                running["sec_per_step"] = running.get("sec_per_step", 0.0) + now - t_last
-                if step % cfg.log_steps == 0 or step == cfg.max_steps:
-                    self._log_train(running, steps_since)
-                    running, steps_since = {}, 0
-                t_last = time.perf_counter()
-                if step % cfg.eval_steps == 0 or step == cfg.max_steps:
-                    self._evaluate()
-                    t_last = time.perf_counter()  # step times exclude evaluation and saving
-                if step % cfg.save_steps == 0 or step == cfg.max_steps:
-                    self._checkpoint()
-                    t_last = time.perf_counter()
-                if step >= cfg.max_steps:
-                    break
-            else:
-                self.state.epoch += 1
-                self.state.batch_in_epoch = 0
-        bar.close()
-        return self._finish()
-
-    # ---------------------------------------------------------------------------- logging
-    def _log_train(self, running: dict[str, float], n: int) -> None:
-        if not self.acc.is_main_process:
-            return
-        row = {"step": self.state.step, "epoch": self.state.epoch,
-               "lr": self.scheduler.get_last_lr()[0]}  # fmt: skip
-        row.update({k: round(v / n, 6) for k, v in running.items()})
-        _write_csv(self.csv, [*_read_csv(self.csv), row])
-        if self.tb is not None:
-            for k, v in row.items():
-                if k not in ("step", "epoch"):
-                    self.tb.add_scalar(f"train/{k}", v, self.state.step)
-        log.info("step %d: %s", self.state.step,
-                 " ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))  # fmt: skip
-
+    # ---------------------------------------------------------------------------- evaluation
     def _evaluate(self) -> None:
         if self.acc.is_main_process:
             model = self.acc.unwrap_model(self.student)
@@ -434,48 +316,6 @@ class WhisperKDTrainer:
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
 
-    def _checkpoint(self) -> None:
-        cfg = self.config
-        root = self.out / CHECKPOINTS
-        final = root / f"step_{self.state.step:07d}"
-        tmp = root / f".step_{self.state.step:07d}.tmp"
-        if self.acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
-        if self.acc.is_main_process:
-            if self.ema is not None:
-                from safetensors.torch import save_file
-
-                save_file(self.ema.shadow, str(tmp / "ema.safetensors"))
-            atomic_write_text(tmp / STATE, json.dumps(asdict(self.state), indent=1) + "\n")
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
-            done = sorted(p for p in root.glob("step_*") if (p / STATE).is_file())
-            for old in done[: -cfg.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        self.acc.wait_for_everyone()
-
-    def _resume(self) -> None:
-        root = self.out / CHECKPOINTS
-        done = (
-            sorted(p for p in root.glob("step_*") if (p / STATE).is_file()) if root.is_dir() else []
-        )
-        if not done:
-            return
-        latest = done[-1]
-        self.acc.load_state(str(latest))
-        self.state = TrainerState(**json.loads((latest / STATE).read_text(encoding="utf-8")))
-        if self.ema is not None and (latest / "ema.safetensors").is_file():
-            from safetensors.torch import load_file
-
-            self.ema.shadow = load_file(str(latest / "ema.safetensors"))
-        if self.acc.is_main_process:  # the log keeps no rows from after the checkpoint
-            rows = [r for r in _read_csv(self.csv) if int(r["step"]) <= self.state.step]
-            if rows:
-                _write_csv(self.csv, rows)
-        log.info("resumed from %s (step %d)", latest, self.state.step)
-
     def _finish(self) -> dict[str, Any]:
         if not self.acc.is_main_process:
             return {}
@@ -501,63 +341,13 @@ class WhisperKDTrainer:
         return summary
 
 
-def _tensorboard(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(path))
-
-
-LOG_FIELDS = ("step", "epoch", "loss", "ce", "kd", "grad_norm", "lr", "sec_per_step")
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from speechdistill.utils import atomic_open
-
-    with atomic_open(path, "w") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in LOG_FIELDS})
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+LOG_FIELDS = WhisperKDTrainer.log_fields
 
 
 def plot_curves(out_dir: PathLike, evals: list[dict[str, Any]]) -> Path | None:
     """``curves.png``: training losses, learning rate and dev WER against steps."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    out = Path(out_dir)
-    rows = _read_csv(out / "train_log.csv")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    steps = [int(r["step"]) for r in rows]
-    for key in ("loss", "ce", "kd"):
-        vals = [float(r[key]) if r.get(key) not in ("", None) else math.nan for r in rows]
-        axes[0].plot(steps, vals, label=key)
-    axes[0].set(xlabel="step", title="training loss")
-    axes[0].legend()
-    axes[1].plot(steps, [float(r["lr"]) for r in rows])
-    axes[1].set(xlabel="step", title="learning rate")
-    axes[2].plot([e["step"] for e in evals], [100 * e["dev_wer"] for e in evals], marker="o")
-    axes[2].set(xlabel="step", ylabel="WER %", title="dev WER (greedy)")
-    fig.tight_layout()
-    path = out / "curves.png"
-    tmp = out / ".curves.tmp.png"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return common.plot_curves(out_dir, evals, loss_keys=("loss", "ce", "kd"), metric="dev_wer",
+                              metric_title="dev WER (greedy)", ylabel="WER %", percent=True)  # fmt: skip
 
 
 def train_whisper(

@@ -1,0 +1,32 @@
+"""``speechdistill ctc-decode``: greedy CTC transcription of a data dir."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ctc-decode",
+        help="transcribe a data dir with a CTC model (greedy)",
+        description="Greedy (argmax) CTC decoding of every utterance of a Kaldi data dir with a "
+        "model from ctc-finetune; writes OUT/text, OUT/utt2decode_time and OUT/decode.json "
+        "(speed), like `speechdistill decode` (whose --merge joins ctc-decode jobs too).",
+    )
+    p.add_argument("--model", required=True, help="CTC model dir (ctc-finetune's output)")
+    p.add_argument("--data", required=True, help="Kaldi data dir (text not needed)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip unreadable audio (counted) instead of failing"
+    )
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from speechdistill.ctc import CTCDecodeConfig, decode_ctc_data_dir
+
+    config = CTCDecodeConfig(batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad)
+    decode_ctc_data_dir(args.model, args.data, args.out, config)
+    return 0

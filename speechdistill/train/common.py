@@ -1,0 +1,342 @@
+"""What every training loop here shares: the accelerate loop, checkpoints and exact resume, logs.
+
+:class:`AcceleratedTrainer` runs ``max_steps`` optimiser steps (gradient accumulation, clipping,
+EMA), logs averaged training figures to ``train_log.csv`` (and TensorBoard), calls the
+subclass's ``_evaluate`` every ``eval_steps`` and checkpoints every ``save_steps``. A checkpoint
+holds the accelerate state (model, optimiser, scheduler, RNG states), the EMA weights and a
+JSON trainer state with the data position, so a killed run resumes exactly where it stopped: a
+fresh loader draws the same per-epoch permutation (:class:`EpochSampler`) and skips the batches
+already seen. Subclasses set up models, data and optimiser in ``__init__`` and implement
+``compute_loss``, ``_evaluate`` and ``_finish``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from speechdistill.utils import PathLike, atomic_open, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE = "trainer_state.json"
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A seeded permutation per epoch (the same on every process; accelerate shards it)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class EMA:
+    """Exponential moving average of the trainable parameters (evaluated and saved in their stead)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {n: p.detach().clone().float() for n, p in model.named_parameters()
+                       if p.requires_grad}  # fmt: skip
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for n, p in model.named_parameters():
+            if n in self.shadow:
+                self.shadow[n].lerp_(p.detach().float(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def swap(self, model: torch.nn.Module) -> None:
+        """Exchange the model's weights with the averaged ones (call twice to undo)."""
+        for n, p in model.named_parameters():
+            if n in self.shadow:
+                tmp = p.detach().clone()
+                p.copy_(self.shadow[n].to(p.dtype))
+                self.shadow[n].copy_(tmp.float())
+
+
+@dataclass
+class MetricState:
+    """Trainer state of a loop that keeps the checkpoint with the lowest dev ``metric``."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals: list[dict[str, Any]] = field(default_factory=list)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases, norms and other 1-d parameters."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "layer_norm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+
+
+def make_scheduler(acc, optimizer: torch.optim.Optimizer, config: Any):
+    """The LR schedule (``lr_schedule``, ``warmup_steps``, ``max_steps``), to be passed through
+    ``acc.prepare``.
+
+    accelerate's prepared scheduler steps once per process at every optimiser step (it counts
+    samples, not steps, when batches are not split), so the schedule is laid out over
+    ``steps · processes``: the learning rate at step s is the same for 1 and N processes.
+    """
+    from transformers import get_scheduler
+
+    n = acc.num_processes
+    return get_scheduler(config.lr_schedule, optimizer,
+                         num_warmup_steps=config.warmup_steps * n,
+                         num_training_steps=config.max_steps * n)  # fmt: skip
+
+
+def tensorboard_writer(path: Path):
+    """A TensorBoard ``SummaryWriter``, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path))
+
+
+def write_log_csv(path: Path, rows: list[dict[str, Any]], fields: Sequence[str]) -> None:
+    """Write the training log (atomically) with the columns ``fields``."""
+    with atomic_open(path, "w") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in fields})
+
+
+def read_log_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_curves(
+    out_dir: PathLike,
+    evals: list[dict[str, Any]],
+    *,
+    loss_keys: Sequence[str] = ("loss",),
+    metric: str = "dev_loss",
+    metric_title: str = "dev loss",
+    ylabel: str = "loss",
+    percent: bool = False,
+) -> Path | None:
+    """``curves.png``: training losses, learning rate and the dev ``metric`` against steps."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    out = Path(out_dir)
+    rows = read_log_csv(out / "train_log.csv")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    steps = [int(r["step"]) for r in rows]
+    for key in loss_keys:
+        vals = [float(r[key]) if r.get(key) not in ("", None) else math.nan for r in rows]
+        axes[0].plot(steps, vals, label=key)
+    axes[0].set(xlabel="step", title="training loss")
+    axes[0].legend()
+    axes[1].plot(steps, [float(r["lr"]) for r in rows])
+    axes[1].set(xlabel="step", title="learning rate")
+    scale = 100 if percent else 1
+    axes[2].plot([e["step"] for e in evals], [scale * e[metric] for e in evals], marker="o")
+    axes[2].set(xlabel="step", ylabel=ylabel, title=metric_title)
+    fig.tight_layout()
+    path = out / "curves.png"
+    tmp = out / ".curves.tmp.png"
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+class AcceleratedTrainer:
+    """The shared loop. A subclass's ``__init__`` sets ``config`` (``max_steps``, ``grad_accum``,
+    ``max_grad_norm``, ``log_steps``, ``eval_steps``, ``save_steps``, ``keep_checkpoints``),
+    ``acc``, ``student``, ``optimizer``, ``scheduler``, ``loader`` (over an
+    :class:`EpochSampler`), ``dataset``, ``ema`` (or None), ``state`` (a dataclass with
+    ``step``, ``epoch`` and ``batch_in_epoch``), ``out``, ``csv`` and ``tb``."""
+
+    #: the entries of ``compute_loss``'s result averaged into the training log
+    loss_keys: tuple[str, ...] = ("loss",)
+    #: the columns of ``train_log.csv``
+    log_fields: tuple[str, ...] = ("step", "epoch", "loss", "grad_norm", "lr", "sec_per_step")
+
+    config: Any
+    state: Any
+
+    def compute_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _evaluate(self) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------- the loop
+    def train(self) -> dict[str, Any]:
+        cfg, acc = self.config, self.acc
+        self._resume()
+        bar = tqdm(total=cfg.max_steps, initial=self.state.step, desc="train", unit="step",
+                   disable=not acc.is_main_process)  # fmt: skip
+        running: dict[str, float] = {}
+        t_last = time.perf_counter()
+        steps_since = 0
+        while self.state.step < cfg.max_steps:
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(self.state.epoch)
+            loader = self.loader
+            if self.state.batch_in_epoch:
+                loader = acc.skip_first_batches(self.loader, self.state.batch_in_epoch)
+            # accelerate re-seeds the sampler with its own count of iterations: set it to the
+            # epoch, so that a resumed run (a fresh loader) draws the same permutation
+            loader.set_epoch(self.state.epoch)
+            for batch in loader:
+                with acc.accumulate(self.student):
+                    losses = self.compute_loss(batch)
+                    acc.backward(losses["loss"])
+                    if acc.sync_gradients and cfg.max_grad_norm:
+                        grad_norm = acc.clip_grad_norm_(
+                            self.student.parameters(), cfg.max_grad_norm
+                        )
+                        running["grad_norm"] = running.get("grad_norm", 0.0) + float(grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad()
+                self.state.batch_in_epoch += 1
+                for k in self.loss_keys:
+                    value = losses[k].detach()
+                    if acc.num_processes > 1:  # the log shows the global figure
+                        value = acc.reduce(value.clone(), "mean")
+                    running[k] = running.get(k, 0.0) + float(value) / cfg.grad_accum
+                if not acc.sync_gradients:
+                    continue
+                self.state.step += 1
+                steps_since += 1
+                bar.update(1)
+                if self.ema is not None:
+                    self.ema.update(acc.unwrap_model(self.student))
+                step = self.state.step
+                now = time.perf_counter()
+                running["sec_per_step"] = running.get("sec_per_step", 0.0) + now - t_last
+                if step % cfg.log_steps == 0 or step == cfg.max_steps:
+                    self._log_train(running, steps_since)
+                    running, steps_since = {}, 0
+                t_last = time.perf_counter()
+                if step % cfg.eval_steps == 0 or step == cfg.max_steps:
+                    self._evaluate()
+                    t_last = time.perf_counter()  # step times exclude evaluation and saving
+                if step % cfg.save_steps == 0 or step == cfg.max_steps:
+                    self._checkpoint()
+                    t_last = time.perf_counter()
+                if step >= cfg.max_steps:
+                    break
+            else:
+                self.state.epoch += 1
+                self.state.batch_in_epoch = 0
+        bar.close()
+        return self._finish()
+
+    def global_scale(self, n_items: torch.Tensor) -> torch.Tensor:
+        """The factor that turns this process's mean over ``n_items`` into its share of the
+        mean over all processes' items (1 with one process).
+
+        DDP averages the processes' gradients, weighing every process alike; a local mean times
+        ``n_local · processes / n_global`` gives, once averaged, the mean over every item of the
+        step, as one process with the whole batch computes it.
+        """
+        if self.acc.num_processes == 1:
+            return torch.ones((), device=n_items.device)
+        n = n_items.detach().float()
+        total = self.acc.reduce(n.clone(), "sum")
+        return n * self.acc.num_processes / total.clamp(min=1)
+
+    # ---------------------------------------------------------------------------- logging
+    def _log_train(self, running: dict[str, float], n: int) -> None:
+        if not self.acc.is_main_process:
+            return
+        row = {"step": self.state.step, "epoch": self.state.epoch,
+               "lr": self.scheduler.get_last_lr()[0]}  # fmt: skip
+        row.update({k: round(v / n, 6) for k, v in running.items()})
+        write_log_csv(self.csv, [*read_log_csv(self.csv), row], self.log_fields)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "epoch"):
+                    self.tb.add_scalar(f"train/{k}", v, self.state.step)
+        log.info("step %d: %s", self.state.step,
+                 " ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))  # fmt: skip
+
+    # ---------------------------------------------------------------------------- checkpoints
+    def _checkpoint(self) -> None:
+        cfg = self.config
+        root = self.out / CHECKPOINTS
+        final = root / f"step_{self.state.step:07d}"
+        tmp = root / f".step_{self.state.step:07d}.tmp"
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        if self.acc.is_main_process:
+            if self.ema is not None:
+                from safetensors.torch import save_file
+
+                save_file(self.ema.shadow, str(tmp / "ema.safetensors"))
+            atomic_write_text(tmp / STATE, json.dumps(asdict(self.state), indent=1) + "\n")
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            done = sorted(p for p in root.glob("step_*") if (p / STATE).is_file())
+            for old in done[: -cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.acc.wait_for_everyone()
+
+    def _resume(self) -> None:
+        root = self.out / CHECKPOINTS
+        done = (
+            sorted(p for p in root.glob("step_*") if (p / STATE).is_file()) if root.is_dir() else []
+        )
+        if not done:
+            return
+        latest = done[-1]
+        self.acc.load_state(str(latest))
+        state = json.loads((latest / STATE).read_text(encoding="utf-8"))
+        self.state = type(self.state)(**state)
+        if self.ema is not None and (latest / "ema.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            self.ema.shadow = load_file(str(latest / "ema.safetensors"))
+        if self.acc.is_main_process:  # the log keeps no rows from after the checkpoint
+            rows = [r for r in read_log_csv(self.csv) if int(r["step"]) <= self.state.step]
+            if rows:
+                write_log_csv(self.csv, rows, self.log_fields)
+        log.info("resumed from %s (step %d)", latest, self.state.step)

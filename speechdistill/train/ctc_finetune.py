@@ -1,0 +1,386 @@
+"""CTC fine-tuning of a speech encoder (a DistilHuBERT student, or any HuBERT / wav2vec2 / WavLM
+model) for character-level ASR, on accelerate.
+
+The character vocabulary is built from the training transcripts after normalisation
+(``normalizer``, by default Whisper's English normaliser, so the model writes what scoring
+compares); spaces become the word delimiter ``|`` and ``<pad>`` is the CTC blank
+(:mod:`speechdistill.ctc`). The model is ``HubertForCTC`` (``WavLMForCTC``, ``Wav2Vec2ForCTC``)
+on the encoder's weights with a new output layer, or, with ``from_scratch``, the same
+architecture randomly initialised (the baseline that tells whether distillation transferred
+anything). Same conventions as the other trainers (:mod:`speechdistill.train.common`): YAML
+config + overrides, greedy dev decoding every ``eval_steps`` with the best dev checkpoint kept
+(CER or WER), exact resume, ``train_log.csv``, TensorBoard, ``curves.png``. The output directory
+is a transformers model with its processor (``vocab.json``, tokenizer and feature extractor).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speechdistill.ctc import CTCTranscriber, build_vocab, ctc_class, make_processor
+from speechdistill.datadir import DataDir
+from speechdistill.losses import IGNORE_INDEX
+from speechdistill.train.common import (
+    AcceleratedTrainer,
+    EpochSampler,
+    MetricState,
+    make_scheduler,
+    param_groups,
+    plot_curves,
+    read_log_csv,
+    tensorboard_writer,
+)
+from speechdistill.train.config import TrainConfig
+from speechdistill.train.waveform import WaveformDataset, length_batches, pad_waveforms
+from speechdistill.utils import PathLike, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CTCTrainConfig:
+    """CTC fine-tuning (see ``speechdistill ctc-finetune --help``)."""
+
+    # data
+    label_file: str = field(default="text", metadata={"help": "transcripts: text or text.teacher"})
+    normalizer: str = field(
+        default="english",
+        metadata={"help": "normaliser of the targets (and the vocabulary): english, basic, …"},
+    )
+    max_duration: float = field(default=30.0, metadata={"help": "skip longer utterances (s)"})
+    # model
+    from_scratch: bool = field(
+        default=False,
+        metadata={"help": "random initialisation of the same architecture (the baseline)"},
+    )
+    freeze_feature_encoder: bool = field(
+        default=True, metadata={"help": "keep the CNN feature extractor frozen"}
+    )
+    freeze_encoder_steps: int = field(
+        default=0,
+        metadata={
+            "help": "train only the CTC output layer for the first N steps, then the "
+            "encoder too (fairseq's freeze_finetune_updates)"
+        },
+    )
+    mask_time_prob: float = field(
+        default=0.05, metadata={"help": "SpecAugment: probability of masking time steps"}
+    )
+    mask_time_length: int = field(default=10, metadata={"help": "SpecAugment: span length"})
+    layerdrop: float = field(default=0.0, metadata={"help": "LayerDrop probability"})
+    final_dropout: float = field(default=0.0, metadata={"help": "dropout before the CTC head"})
+    # optimisation
+    max_steps: int = field(default=1000, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=8, metadata={"help": "utterances per step and process"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
+    lr_schedule: str = field(
+        default="linear",
+        metadata={"help": "any transformers scheduler: linear, cosine, constant_with_warmup"},
+    )
+    warmup_steps: int = field(default=100, metadata={"help": "linear warm-up steps"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
+    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    num_workers: int = field(default=0, metadata={"help": "data loader workers"})
+    # evaluation and checkpoints
+    eval_steps: int = field(default=100, metadata={"help": "decode the dev set every N steps"})
+    eval_batch_size: int = field(default=8, metadata={"help": "dev decoding batch size"})
+    eval_max_utts: int = field(default=0, metadata={"help": "0: the whole dev set"})
+    eval_normalizer: str = field(
+        default="english", metadata={"help": "text normaliser of the dev WER/CER"}
+    )
+    select_metric: str = field(
+        default="cer", metadata={"help": "dev figure that picks the best checkpoint: cer | wer"}
+    )
+    save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
+    log_steps: int = field(default=10, metadata={"help": "log the loss every N steps"})
+
+    # the YAML + overrides helpers of TrainConfig, for this dataclass
+    from_sources = classmethod(TrainConfig.from_sources.__func__)
+    save = TrainConfig.save
+
+    def __post_init__(self) -> None:
+        from speechdistill.text import NORMALIZERS
+
+        for name in (self.normalizer, self.eval_normalizer):
+            if name not in NORMALIZERS:
+                raise ValueError(f"unknown normaliser {name!r} (known: {sorted(NORMALIZERS)})")
+        if self.select_metric not in ("cer", "wer"):
+            raise ValueError(f"select_metric must be cer or wer, not {self.select_metric!r}")
+
+
+class CTCCollator:
+    """Pads waveforms and label ids (``-100`` beyond each label)."""
+
+    def __init__(self, feature_extractor):
+        self.fe = feature_extractor
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        batch: dict[str, Any] = pad_waveforms([it["audio"] for it in items], self.fe)
+        longest = max(len(it["label"]) for it in items)
+        labels = torch.full((len(items), longest), IGNORE_INDEX, dtype=torch.long)
+        for b, it in enumerate(items):
+            labels[b, : len(it["label"])] = torch.tensor(it["label"], dtype=torch.long)
+        batch["labels"] = labels
+        return batch
+
+
+class DevDecoder:
+    """Greedy decoding of the dev set (length-sorted batches) and its CER/WER."""
+
+    def __init__(self, dataset: WaveformDataset, refs: dict[str, str], config: CTCTrainConfig):
+        self.dataset, self.refs, self.config = dataset, refs, config
+        self.batches = length_batches(dataset, config.eval_batch_size)
+
+    def __call__(self, model, processor) -> dict[str, Any]:
+        from speechdistill.scoring import score
+
+        was_training = model.training
+        model.eval()
+        transcriber = CTCTranscriber(model, processor)
+        hyps: dict[str, str] = {}
+        for idx in self.batches:
+            items = [self.dataset[i] for i in idx]
+            texts = transcriber.transcribe([it["audio"] for it in items])
+            hyps.update((it["utt"], t) for it, t in zip(items, texts, strict=True))
+        model.train(was_training)
+        refs = {u: self.refs[u] for u in hyps}
+        res = score(refs, hyps, normalizer=self.config.eval_normalizer, bootstrap=0)
+        return {"dev_cer": round(res.cer, 5), "dev_wer": round(res.wer, 5)}
+
+
+def _labels(data_dir: PathLike, config: CTCTrainConfig) -> dict[str, str]:
+    from speechdistill.text import get_normalizer
+
+    d = DataDir(data_dir)
+    if not d.exists(config.label_file):
+        raise FileNotFoundError(f"{data_dir}: no {config.label_file} (CTC needs transcripts)")
+    norm = get_normalizer(config.normalizer)
+    return {u: norm(t) for u, t in d.read(config.label_file).items()}
+
+
+def _dev_refs(dev_dir: PathLike) -> tuple[dict[str, str], str]:
+    d = DataDir(dev_dir)
+    for name in ("text", "text.teacher"):
+        if d.exists(name):
+            return d.read(name), name
+    raise FileNotFoundError(f"{dev_dir}: the dev set needs text (or text.teacher)")
+
+
+class CTCTrainer(AcceleratedTrainer):
+    """Set up model, vocabulary, data and accelerate; :meth:`train` runs to ``max_steps``."""
+
+    loss_keys = ("loss",)
+    log_fields = ("step", "epoch", "loss", "grad_norm", "lr", "sec_per_step")
+
+    def __init__(
+        self,
+        model_dir: PathLike,
+        train_dir: PathLike,
+        dev_dir: PathLike,
+        out_dir: PathLike,
+        config: CTCTrainConfig,
+    ):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from transformers import AutoConfig, Wav2Vec2FeatureExtractor
+
+        self.config = config
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.acc = Accelerator(
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.grad_accum,
+            cpu=not torch.cuda.is_available(),
+        )
+        set_seed(config.seed)
+        texts = _labels(train_dir, config)
+        vocab = build_vocab(texts.values())
+        fe = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
+        self.processor = make_processor(vocab, fe)
+        tok = self.processor.tokenizer
+        labels = {u: tok(t).input_ids for u, t in texts.items() if t}
+        overrides = dict(
+            vocab_size=len(vocab),
+            pad_token_id=tok.pad_token_id,
+            ctc_loss_reduction="mean",
+            ctc_zero_infinity=True,
+            mask_time_prob=config.mask_time_prob,
+            mask_time_length=config.mask_time_length,
+            layerdrop=config.layerdrop,
+            final_dropout=config.final_dropout,
+        )
+        enc_config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
+        cls = ctc_class(enc_config.model_type)
+        if config.from_scratch:
+            for k, v in overrides.items():
+                setattr(enc_config, k, v)
+            torch.manual_seed(config.seed)
+            model = cls(enc_config)
+            log.info("CTC model %s from scratch (random initialisation)", cls.__name__)
+        else:
+            model = cls.from_pretrained(
+                str(model_dir),
+                use_safetensors=True,
+                trust_remote_code=False,
+                dtype=torch.float32,
+                **overrides,
+            )
+            log.info("CTC model %s on the encoder of %s", cls.__name__, model_dir)
+        model.config.architectures = [cls.__name__]
+        if config.freeze_feature_encoder:
+            model.freeze_feature_encoder()
+        model.train()
+        # trained after freeze_encoder_steps (the optimiser holds them from the start; they get
+        # no gradient, hence no update, while frozen)
+        self._encoder_params = [p for p in model.base_model.parameters() if p.requires_grad]
+        self._encoder_frozen = False
+        self.info = {
+            "encoder": str(model_dir),
+            "from_scratch": config.from_scratch,
+            "vocab_size": len(vocab),
+            "num_params": sum(p.numel() for p in model.parameters()),
+        }
+        self.dataset = WaveformDataset(train_dir, max_duration=config.max_duration, labels=labels)
+        if len(self.dataset) < config.batch_size * self.acc.num_processes:
+            raise ValueError(f"{train_dir}: {len(self.dataset)} utterances, fewer than one batch")
+        self.sampler = EpochSampler(len(self.dataset), config.seed)
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=config.batch_size,
+            sampler=self.sampler,
+            collate_fn=CTCCollator(fe),
+            num_workers=config.num_workers,
+            drop_last=True,
+            # its own generator: starting an epoch draws no number from the global RNG, so
+            # dropout masks after a resume equal those of an uninterrupted run
+            generator=torch.Generator(),
+        )
+        optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+        scheduler = make_scheduler(self.acc, optimizer, config)
+        self.student, self.optimizer, self.loader, self.scheduler = self.acc.prepare(
+            model, optimizer, loader, scheduler
+        )
+        self.ema = None
+        self.evaluator = None
+        if self.acc.is_main_process:
+            refs, self.dev_reference = _dev_refs(dev_dir)
+            dev = WaveformDataset(
+                dev_dir,
+                max_duration=config.max_duration,
+                labels=refs,
+                max_utts=config.eval_max_utts,
+            )
+            self.evaluator = DevDecoder(dev, refs, config)
+        self.state = MetricState()
+        self.csv = self.out / "train_log.csv"
+        self.tb = tensorboard_writer(self.out / "tensorboard") if self.acc.is_main_process else None
+
+    def compute_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        frozen = self.state.step < self.config.freeze_encoder_steps
+        if frozen != self._encoder_frozen:
+            for p in self._encoder_params:
+                p.requires_grad_(not frozen)
+            self._encoder_frozen = frozen
+            log.info("step %d: encoder %s", self.state.step, "frozen" if frozen else "trained")
+        fe = self.processor.feature_extractor
+        mask = batch["attention_mask"] if fe.return_attention_mask else None
+        out = self.student(batch["input_values"], attention_mask=mask, labels=batch["labels"])
+        return {"loss": out.loss}
+
+    def _evaluate(self) -> None:
+        if self.acc.is_main_process:
+            model = self.acc.unwrap_model(self.student)
+            t0 = time.perf_counter()
+            res = self.evaluator(model, self.processor)
+            row = {
+                "step": self.state.step,
+                **res,
+                "eval_seconds": round(time.perf_counter() - t0, 2),
+            }
+            self.state.evals.append(row)
+            log.info(
+                "step %d: dev CER %.2f %%, WER %.2f %% (%s)",
+                self.state.step,
+                100 * res["dev_cer"],
+                100 * res["dev_wer"],
+                self.dev_reference,
+            )
+            if self.tb is not None:
+                self.tb.add_scalar("dev/cer", res["dev_cer"], self.state.step)
+                self.tb.add_scalar("dev/wer", res["dev_wer"], self.state.step)
+            metric = res[f"dev_{self.config.select_metric}"]
+            if self.state.best_metric is None or metric < self.state.best_metric:
+                self.state.best_metric, self.state.best_step = metric, self.state.step
+                self._save_model(model, self.out / "best")
+            self._plot()
+        self.acc.wait_for_everyone()
+
+    def _plot(self) -> None:
+        m = self.config.select_metric
+        plot_curves(
+            self.out,
+            self.state.evals,
+            loss_keys=self.loss_keys,
+            metric=f"dev_{m}",
+            metric_title=f"dev {m.upper()} (greedy CTC)",
+            ylabel=f"{m.upper()} %",
+            percent=True,
+        )
+
+    def _save_model(self, model, target: Path) -> None:
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        self.processor.save_pretrained(tmp)
+        atomic_write_text(tmp / "ctc.json", json.dumps(self.info, indent=2) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+
+    def _finish(self) -> dict[str, Any]:
+        if not self.acc.is_main_process:
+            return {}
+        best = self.out / "best"
+        for f in best.iterdir():  # the best checkpoint on dev is the fine-tuned model
+            shutil.copy2(f, self.out / f.name)
+        rows = read_log_csv(self.csv)
+        times = [float(r["sec_per_step"]) for r in rows if r.get("sec_per_step")]
+        m = self.config.select_metric
+        summary = {
+            "steps": self.state.step,
+            "best_step": self.state.best_step,
+            f"best_dev_{m}": self.state.best_metric,
+            "dev_reference": self.dev_reference,
+            **self.info,
+            "evals": self.state.evals,
+            "sec_per_step": round(sum(times) / len(times), 4) if times else None,
+            "config": asdict(self.config),
+        }
+        atomic_write_text(self.out / "train.json", json.dumps(summary, indent=2) + "\n")
+        self.config.save(self.out / "train_config.yaml")
+        self._plot()
+        if self.tb is not None:
+            self.tb.close()
+        return summary
+
+
+def ctc_finetune(
+    model_dir: PathLike,
+    train_dir: PathLike,
+    dev_dir: PathLike,
+    out_dir: PathLike,
+    config: CTCTrainConfig,
+) -> dict[str, Any]:
+    """Fine-tune (or resume) and return the summary written to ``out_dir/train.json``."""
+    return CTCTrainer(model_dir, train_dir, dev_dir, out_dir, config).train()

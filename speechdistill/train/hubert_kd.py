@@ -1,0 +1,610 @@
+"""DistilHuBERT: layer-wise distillation of a speech encoder into a shallow student, on accelerate.
+
+For each predicted teacher layer ``l`` the student's head ``l`` (an MLP on its last layer) is
+trained with ``L1 + λ·(−log σ(cos))`` against the teacher's ``hidden_states[l]``, masked on padded
+frames and summed over the layers (:func:`speechdistill.losses.layerwise_distill_loss`);
+``target_norm=utterance`` first standardises each target dimension over the utterance's frames
+(:func:`normalize_targets`; the paper uses raw targets, the default). The
+teacher is frozen, in fp32, in eval mode with layerdrop 0; it runs on every batch, or once per
+training utterance with ``teacher_cache`` (the same targets, since it is frozen, when its
+frames do not depend on batch padding: Whisper's fixed window, layer-norm CNNs with attention
+masks; group-norm CNNs without masks see less padding in the cache's length-sorted batches). Teachers: HuBERT / wav2vec2 / WavLM,
+or a Whisper encoder (frames paired by index at 50 Hz; see :mod:`speechdistill.students.hubert`).
+
+The same conventions as the Whisper trainer (:mod:`speechdistill.train.common`): a YAML config
+with command-line overrides, dev loss every ``eval_steps`` with the best dev checkpoint kept,
+checkpoints with exact resume, ``train_log.csv``, TensorBoard and ``curves.png``. The output
+directory holds the best student as a plain transformers encoder (``config.json``,
+``model.safetensors``, ``preprocessor_config.json``) with its heads beside it
+(``heads.safetensors``, ``heads.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from speechdistill.losses import layerwise_distill_loss
+from speechdistill.students.hubert import (
+    WHISPER_FRAMES,
+    DistilHubert,
+    StudentArch,
+    Teacher,
+    hubert_num_frames,
+    init_hubert_student,
+    load_hubert_student,
+    load_ssl_teacher,
+    parse_layers,
+)
+from speechdistill.train.common import (
+    AcceleratedTrainer,
+    EpochSampler,
+    MetricState,
+    make_scheduler,
+    param_groups,
+    plot_curves,
+    read_log_csv,
+    tensorboard_writer,
+)
+from speechdistill.train.config import TrainConfig
+from speechdistill.train.waveform import WaveformDataset, length_batches, pad_waveforms
+from speechdistill.utils import PathLike, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: ``speechdistill train --student hubert``: initialise the student from the teacher.
+NEW_STUDENT = "hubert"
+#: The teacher's cached targets (``teacher_cache``), kept in the output dir until training ends.
+TARGETS_FILE = "teacher_targets.safetensors"
+
+
+TARGET_NORMS = ("none", "utterance")
+
+
+def normalize_targets(
+    targets: list[torch.Tensor], frame_mask: torch.Tensor, how: str, eps: float = 1e-5
+) -> list[torch.Tensor]:
+    """The targets as the loss sees them. ``utterance``: each dimension of each utterance
+    standardised over its valid frames, ``(h − μ) / sqrt(σ² + eps)`` (padded frames: 0)."""
+    if how == "none":
+        return targets
+    if how != "utterance":
+        raise ValueError(f"unknown target normalisation {how!r}")
+    m = frame_mask.to(targets[0].device)[..., None].float()
+    n = m.sum(1, keepdim=True).clamp(min=1.0)
+    out = []
+    for h in targets:
+        h = h.float()
+        mu = (h * m).sum(1, keepdim=True) / n
+        var = ((h - mu) ** 2 * m).sum(1, keepdim=True) / n
+        out.append((h - mu) / torch.sqrt(var + eps) * m)
+    return out
+
+
+def _cache_matches(path: Path, key: dict[str, Any]) -> bool:
+    """Whether ``path`` holds the targets described by ``key`` (teacher, layers, utterances)."""
+    if not path.is_file():
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    return meta.get("key") == json.dumps(key, sort_keys=True)
+
+
+@dataclass
+class HubertTrainConfig:
+    """DistilHuBERT training (see ``speechdistill train --help``, with ``--student hubert``)."""
+
+    # teacher and targets
+    target_layers: str | None = field(
+        default=None,
+        metadata={
+            "help": "teacher layers to predict, e.g. 4,8,12 (default: 1/3, 2/3 and all "
+            "of the teacher's depth: 4,8,12 of 12 layers, 1,3,4 of 4)"
+        },
+    )
+    teacher_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "run the frozen teacher once per training utterance instead of on every "
+            "batch (targets in memory, and on disk until training ends, for resuming)"
+        },
+    )
+    max_duration: float = field(
+        default=30.0,
+        metadata={"help": "skip longer train/dev utterances, seconds (Whisper teachers: ≤ 30)"},
+    )
+    # student
+    student_layers: int = field(default=2, metadata={"help": "transformer layers of the student"})
+    student_hidden_size: int = field(
+        default=0, metadata={"help": "Whisper teachers: student width (0: the teacher's)"}
+    )
+    student_heads: int = field(
+        default=0, metadata={"help": "Whisper teachers: attention heads (0: the teacher's)"}
+    )
+    student_ffn_size: int = field(
+        default=0, metadata={"help": "Whisper teachers: feed-forward width (0: 4 × width)"}
+    )
+    student_conv_dim: str = field(
+        default="512,512,512,512,512,512,512",
+        metadata={"help": "Whisper teachers: channels of the 7 CNN layers (HuBERT's strides)"},
+    )
+    student_pos_conv_kernel: int = field(
+        default=128, metadata={"help": "Whisper teachers: positional convolution kernel"}
+    )
+    student_pos_conv_groups: int = field(
+        default=16, metadata={"help": "Whisper teachers: positional convolution groups"}
+    )
+    head_hidden_size: int = field(
+        default=0, metadata={"help": "hidden width of each prediction head (0: student width)"}
+    )
+    freeze_feature_encoder: bool = field(
+        default=False, metadata={"help": "keep the student's CNN feature extractor frozen"}
+    )
+    # loss
+    lambda_cos: float = field(
+        default=1.0, metadata={"help": "λ: weight of −log σ(cos) beside the L1 term"}
+    )
+    target_norm: str = field(
+        default="none",
+        metadata={
+            "help": "none (the paper) | utterance: standardise each target dimension over "
+            "the utterance's frames (for teachers whose states are mostly a shared "
+            "offset, e.g. Whisper)"
+        },
+    )
+    # optimisation
+    max_steps: int = field(default=1000, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=8, metadata={"help": "utterances per step and process"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    lr: float = field(default=2e-4, metadata={"help": "peak learning rate (the paper's 2e-4)"})
+    lr_schedule: str = field(
+        default="linear",
+        metadata={"help": "any transformers scheduler: linear, cosine, constant_with_warmup"},
+    )
+    warmup_steps: int = field(default=100, metadata={"help": "linear warm-up steps"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=10.0, metadata={"help": "gradient clipping (0: none)"})
+    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (student only)"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    num_workers: int = field(default=0, metadata={"help": "data loader workers"})
+    # evaluation and checkpoints
+    eval_steps: int = field(default=100, metadata={"help": "dev loss every N steps"})
+    eval_batch_size: int = field(default=8, metadata={"help": "dev (and caching) batch size"})
+    eval_max_utts: int = field(default=0, metadata={"help": "0: the whole dev set"})
+    save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
+    log_steps: int = field(default=10, metadata={"help": "log the losses every N steps"})
+
+    # the YAML + overrides helpers of TrainConfig, for this dataclass
+    from_sources = classmethod(TrainConfig.from_sources.__func__)
+    save = TrainConfig.save
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_layers, (list, tuple)):
+            self.target_layers = ",".join(str(x) for x in self.target_layers)
+        if isinstance(self.student_conv_dim, (list, tuple)):
+            self.student_conv_dim = ",".join(str(x) for x in self.student_conv_dim)
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(
+                f"mixed_precision must be no, bf16 or fp16, not {self.mixed_precision}"
+            )
+        if self.lambda_cos < 0:
+            raise ValueError("lambda_cos must be ≥ 0")
+        if self.target_norm not in TARGET_NORMS:
+            raise ValueError(f"target_norm must be one of {TARGET_NORMS}, not {self.target_norm!r}")
+
+    def arch(self) -> StudentArch:
+        conv = tuple(int(c) for c in self.student_conv_dim.replace(",", " ").split())
+        return StudentArch(
+            num_layers=self.student_layers,
+            hidden_size=self.student_hidden_size,
+            num_heads=self.student_heads,
+            ffn_size=self.student_ffn_size,
+            conv_dim=conv,
+            pos_conv_kernel=self.student_pos_conv_kernel,
+            pos_conv_groups=self.student_pos_conv_groups,
+            head_hidden_size=self.head_hidden_size,
+        )
+
+
+#: Options of :class:`HubertTrainConfig` that the Whisper :class:`TrainConfig` lacks.
+HUBERT_ONLY_OPTIONS = tuple(
+    f.name for f in fields(HubertTrainConfig) if f.name not in {g.name for g in fields(TrainConfig)}
+)
+
+
+# --------------------------------------------------------------------------------------------
+# batches
+
+
+class DistilCollator:
+    """Pads waveforms; adds the frame mask, and the teacher's input (Whisper log-mel) or its
+    cached targets (``targets``: utterance → per-layer ``(T_u, D)`` tensors)."""
+
+    def __init__(
+        self,
+        feature_extractor,
+        conv_kernel,
+        conv_stride,
+        *,
+        whisper_features=None,
+        targets: dict[str, list[torch.Tensor]] | None = None,
+    ):
+        self.fe = feature_extractor
+        self.conv = (tuple(conv_kernel), tuple(conv_stride))
+        self.whisper_features = whisper_features
+        self.targets = targets
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        audios = [it["audio"] for it in items]
+        batch: dict[str, Any] = pad_waveforms(audios, self.fe)
+        frames = hubert_num_frames(batch["num_samples"], *self.conv)
+        total = int(hubert_num_frames(batch["input_values"].shape[1], *self.conv))
+        batch["frame_mask"] = torch.arange(total)[None, :] < frames[:, None]
+        batch["utts"] = [it["utt"] for it in items]
+        if self.targets is not None:
+            per_utt = [self.targets[it["utt"]] for it in items]
+            stacked = []
+            for layer in range(len(per_utt[0])):
+                t = torch.zeros(len(items), total, per_utt[0][layer].shape[-1])
+                for b, states in enumerate(per_utt):
+                    t[b, : states[layer].shape[0]] = states[layer]
+                stacked.append(t)
+            batch["targets"] = stacked
+        elif self.whisper_features is not None:
+            feats = self.whisper_features(audios, sampling_rate=16000, return_tensors="pt")
+            batch["input_features"] = feats.input_features
+        return batch
+
+
+def _model_mask(feature_extractor, batch: dict[str, Any]) -> torch.Tensor | None:
+    """The attention mask to give the model: only when its feature extractor returns one (HF's
+    convention: models with a group-norm CNN were trained on zero-padded input without)."""
+    return batch["attention_mask"] if feature_extractor.return_attention_mask else None
+
+
+def teacher_states(
+    teacher: Teacher, layers: list[int], batch: dict[str, Any]
+) -> list[torch.Tensor]:
+    """The teacher's targets for a collated batch, ``(B, T, D)`` per layer, on its device."""
+    total = batch["frame_mask"].shape[1]
+    if total > WHISPER_FRAMES and teacher.kind == "whisper":
+        raise ValueError("a Whisper teacher covers at most 30 s of audio")
+    return teacher.layer_states(
+        layers,
+        total,
+        input_values=batch["input_values"],
+        attention_mask=batch["attention_mask"],
+        input_features=batch.get("input_features"),
+    )
+
+
+def cache_teacher_states(
+    teacher: Teacher,
+    layers: list[int],
+    dataset: WaveformDataset,
+    collator: DistilCollator,
+    batch_size: int,
+    desc: str = "teacher targets",
+) -> dict[str, list[torch.Tensor]]:
+    """The teacher's targets for every utterance of ``dataset``, cut to its own frames (fp32, CPU),
+    computed in length-sorted batches."""
+    out: dict[str, list[torch.Tensor]] = {}
+    batches = length_batches(dataset, batch_size)
+    for idx in tqdm(batches, desc=desc, unit="batch", leave=False):
+        batch = collator([dataset[i] for i in idx])
+        states = teacher_states(teacher, layers, batch)
+        frames = batch["frame_mask"].sum(-1).tolist()
+        for b, utt in enumerate(batch["utts"]):
+            out[utt] = [s[b, : frames[b]].cpu().clone() for s in states]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+
+
+class DevLoss:
+    """The distillation loss on the dev set, pooled over its frames (targets computed once)."""
+
+    def __init__(
+        self,
+        dataset: WaveformDataset,
+        collator: DistilCollator,
+        teacher: Teacher,
+        layers: list[int],
+        config: HubertTrainConfig,
+    ):
+        self.config = config
+        self.batches = []
+        for idx in length_batches(dataset, config.eval_batch_size):
+            batch = collator([dataset[i] for i in idx])
+            targets = [t.cpu() for t in teacher_states(teacher, layers, batch)]
+            batch["targets"] = normalize_targets(targets, batch["frame_mask"], config.target_norm)
+            batch.pop("input_features", None)
+            self.batches.append(batch)
+        self.num_utts = len(dataset)
+
+    @torch.inference_mode()
+    def __call__(self, model: DistilHubert, feature_extractor) -> dict[str, Any]:
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        n_total = 0
+        l1 = cos = None
+        for batch in self.batches:
+            mask = _model_mask(feature_extractor, batch)
+            _, preds = model(
+                batch["input_values"].to(device),
+                attention_mask=None if mask is None else mask.to(device),
+            )
+            out = layerwise_distill_loss(
+                preds, batch["targets"], batch["frame_mask"], lambda_cos=self.config.lambda_cos
+            )
+            n = int(batch["frame_mask"].sum())
+            l1 = out.l1.cpu() * n if l1 is None else l1 + out.l1.cpu() * n
+            cos = out.cos.cpu() * n if cos is None else cos + out.cos.cpu() * n
+            n_total += n
+        model.train(was_training)
+        l1, cos = l1 / n_total, cos / n_total
+        loss = float((l1 + self.config.lambda_cos * cos).sum())
+        return {
+            "dev_loss": round(loss, 6),
+            "dev_l1": round(float(l1.sum()), 6),
+            "dev_cos": round(float(cos.sum()), 6),
+            "dev_l1_layers": [round(float(x), 6) for x in l1],
+            "dev_cos_layers": [round(float(x), 6) for x in cos],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer
+
+
+class HubertKDTrainer(AcceleratedTrainer):
+    """Set up teacher, student, data and accelerate; :meth:`train` runs to ``max_steps``."""
+
+    loss_keys = ("loss", "l1", "cos")
+    log_fields = ("step", "epoch", "loss", "l1", "cos", "grad_norm", "lr", "sec_per_step")
+
+    def __init__(
+        self,
+        teacher_dir: PathLike,
+        train_dir: PathLike,
+        dev_dir: PathLike,
+        out_dir: PathLike,
+        config: HubertTrainConfig,
+        student: PathLike = NEW_STUDENT,
+    ):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.config = config
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.acc = Accelerator(
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.grad_accum,
+            cpu=not torch.cuda.is_available(),
+        )
+        set_seed(config.seed)
+        self.teacher = load_ssl_teacher(teacher_dir, device=self.acc.device)
+        if str(student) == NEW_STUDENT:
+            model, fe, info = init_hubert_student(
+                self.teacher,
+                arch=config.arch(),
+                target_layers=config.target_layers,
+                seed=config.seed,
+            )
+        else:
+            model, fe, info = load_hubert_student(student)
+            wanted = parse_layers(config.target_layers, self.teacher.num_layers)
+            if config.target_layers and wanted != model.target_layers:
+                raise ValueError(f"{student} predicts layers {model.target_layers}, not {wanted}")
+            if model.teacher_hidden_size != self.teacher.hidden_size:
+                raise ValueError(
+                    f"{student}'s heads predict width {model.teacher_hidden_size}, "
+                    f"the teacher's is {self.teacher.hidden_size}"
+                )
+        self.layers = model.target_layers
+        self.feature_extractor = fe
+        self.info = {**info, "teacher_dir": str(teacher_dir)}
+        from speechdistill.pseudo_label import teacher_identity
+
+        self.info["teacher"] = teacher_identity(teacher_dir)
+        if config.freeze_feature_encoder:
+            model.encoder.feature_extractor._freeze_parameters()
+        model.train()
+
+        whisper = self.teacher.kind == "whisper"
+        max_duration = config.max_duration
+        if whisper:
+            max_duration = min(max_duration or 30.0, 30.0)
+        c = model.encoder.config
+        self.collator = DistilCollator(
+            fe,
+            c.conv_kernel,
+            c.conv_stride,
+            whisper_features=self.teacher.feature_extractor if whisper else None,
+        )
+        self.dataset = WaveformDataset(train_dir, max_duration=max_duration)
+        if len(self.dataset) < config.batch_size * self.acc.num_processes:
+            raise ValueError(f"{train_dir}: {len(self.dataset)} utterances, fewer than one batch")
+        collate = self.collator
+        if config.teacher_cache:
+            targets = self._cached_targets(model)
+            collate = DistilCollator(fe, c.conv_kernel, c.conv_stride, targets=targets)
+        self.sampler = EpochSampler(len(self.dataset), config.seed)
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=config.batch_size,
+            sampler=self.sampler,
+            collate_fn=collate,
+            num_workers=config.num_workers,
+            drop_last=True,
+            # its own generator: starting an epoch draws no number from the global RNG, so
+            # dropout masks after a resume equal those of an uninterrupted run
+            generator=torch.Generator(),
+        )
+        optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+        scheduler = make_scheduler(self.acc, optimizer, config)
+        self.student, self.optimizer, self.loader, self.scheduler = self.acc.prepare(
+            model, optimizer, loader, scheduler
+        )
+        self.ema = None
+        self.evaluator = None
+        if self.acc.is_main_process:
+            dev = WaveformDataset(dev_dir, max_duration=max_duration, max_utts=config.eval_max_utts)
+            self.evaluator = DevLoss(dev, self.collator, self.teacher, self.layers, config)
+        if config.teacher_cache:  # every target is computed: free the teacher's memory
+            self.teacher = None
+        self.state = MetricState()
+        self.csv = self.out / "train_log.csv"
+        self.tb = tensorboard_writer(self.out / "tensorboard") if self.acc.is_main_process else None
+
+    def _cached_targets(self, model: DistilHubert) -> dict[str, list[torch.Tensor]]:
+        """The teacher's targets for the training set: computed once (main process), kept in
+        ``OUT/teacher_targets.safetensors`` until training ends, so that a resumed run reads
+        them instead of running the teacher again."""
+        from safetensors.torch import load_file, save_file
+
+        path = self.out / TARGETS_FILE
+        c = model.encoder.config
+        key = {
+            "teacher": self.info["teacher"],
+            "layers": self.layers,
+            "utts": self.dataset.utts,
+            "conv": [list(c.conv_kernel), list(c.conv_stride)],
+        }
+        if self.acc.is_main_process and not _cache_matches(path, key):
+            t0 = time.perf_counter()
+            targets = cache_teacher_states(
+                self.teacher, self.layers, self.dataset, self.collator, self.config.eval_batch_size
+            )
+            log.info(
+                "teacher targets of %d utterances computed in %.1f s",
+                len(targets),
+                time.perf_counter() - t0,
+            )
+            flat = {
+                f"{u}/{i}": t.contiguous() for u, ts in targets.items() for i, t in enumerate(ts)
+            }
+            save_file(flat, str(path), metadata={"key": json.dumps(key, sort_keys=True)})
+        self.acc.wait_for_everyone()
+        flat = load_file(str(path))
+        n = len(self.layers)
+        return {u: [flat[f"{u}/{i}"] for i in range(n)] for u in self.dataset.utts}
+
+    # ---------------------------------------------------------------------------- one step
+    def compute_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        _, preds = self.student(
+            batch["input_values"], attention_mask=_model_mask(self.feature_extractor, batch)
+        )
+        if "targets" in batch:
+            targets = batch["targets"]
+        else:
+            targets = teacher_states(self.teacher, self.layers, batch)
+        if preds[0].shape[1] != batch["frame_mask"].shape[1]:
+            raise RuntimeError(
+                f"student gave {preds[0].shape[1]} frames, expected {batch['frame_mask'].shape[1]}"
+            )
+        targets = normalize_targets(targets, batch["frame_mask"], self.config.target_norm)
+        out = layerwise_distill_loss(
+            preds, targets, batch["frame_mask"], lambda_cos=self.config.lambda_cos
+        )
+        return {"loss": out.loss, "l1": out.l1.sum().detach(), "cos": out.cos.sum().detach()}
+
+    # ---------------------------------------------------------------------------- evaluation
+    def _evaluate(self) -> None:
+        if self.acc.is_main_process:
+            model = self.acc.unwrap_model(self.student)
+            t0 = time.perf_counter()
+            res = self.evaluator(model, self.feature_extractor)
+            row = {
+                "step": self.state.step,
+                **res,
+                "eval_seconds": round(time.perf_counter() - t0, 2),
+            }
+            self.state.evals.append(row)
+            log.info(
+                "step %d: dev loss %.4f (L1 %.4f, cos %.4f)",
+                self.state.step,
+                res["dev_loss"],
+                res["dev_l1"],
+                res["dev_cos"],
+            )
+            if self.tb is not None:
+                for k in ("dev_loss", "dev_l1", "dev_cos"):
+                    self.tb.add_scalar(f"dev/{k[4:]}", res[k], self.state.step)
+            if self.state.best_metric is None or res["dev_loss"] < self.state.best_metric:
+                self.state.best_metric, self.state.best_step = res["dev_loss"], self.state.step
+                self._save_model(model, self.out / "best")
+            self._plot()
+        self.acc.wait_for_everyone()
+
+    def _plot(self) -> None:
+        plot_curves(
+            self.out,
+            self.state.evals,
+            loss_keys=self.loss_keys,
+            metric="dev_loss",
+            metric_title="dev distillation loss",
+            ylabel="loss",
+        )
+
+    def _save_model(self, model: DistilHubert, target: Path) -> None:
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(tmp, self.feature_extractor, extra=self.info)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+
+    def _finish(self) -> dict[str, Any]:
+        if not self.acc.is_main_process:
+            return {}
+        best = self.out / "best"
+        for f in best.iterdir():  # the best checkpoint on dev is the trained student
+            shutil.copy2(f, self.out / f.name)
+        rows = read_log_csv(self.csv)
+        times = [float(r["sec_per_step"]) for r in rows if r.get("sec_per_step")]
+        summary = {
+            "steps": self.state.step,
+            "best_step": self.state.best_step,
+            "best_dev_loss": self.state.best_metric,
+            "target_layers": self.layers,
+            "teacher_kind": self.info["teacher_kind"],
+            "params": self.info.get("params"),
+            "evals": self.state.evals,
+            "sec_per_step": round(sum(times) / len(times), 4) if times else None,
+            "config": asdict(self.config),
+        }
+        atomic_write_text(self.out / "train.json", json.dumps(summary, indent=2) + "\n")
+        self.config.save(self.out / "train_config.yaml")
+        self._plot()
+        if self.tb is not None:
+            self.tb.close()
+        (self.out / TARGETS_FILE).unlink(missing_ok=True)  # only resumed runs need it
+        return summary
+
+
+def train_hubert(
+    teacher_dir: PathLike,
+    train_dir: PathLike,
+    dev_dir: PathLike,
+    out_dir: PathLike,
+    config: HubertTrainConfig,
+    student: PathLike = NEW_STUDENT,
+) -> dict[str, Any]:
+    """Distil (or resume) and return the summary written to ``out_dir/train.json``."""
+    trainer = HubertKDTrainer(teacher_dir, train_dir, dev_dir, out_dir, config, student)
+    return trainer.train()

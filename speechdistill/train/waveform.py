@@ -1,0 +1,92 @@
+"""Waveform examples for the encoder students (DistilHuBERT distillation, CTC fine-tuning)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from speechdistill.audio import SAMPLE_RATE, AudioReader
+from speechdistill.utils import PathLike
+
+log = logging.getLogger(__name__)
+
+
+class WaveformDataset(torch.utils.data.Dataset):
+    """The utterances of a data dir as 16 kHz mono float32 waveforms (C-sorted ids).
+
+    Utterances longer than ``max_duration`` seconds (0: no limit) or missing from ``labels``
+    (when given) are skipped and counted in the log. Items: ``{"utt", "audio"[, "label"]}``.
+    """
+
+    def __init__(
+        self,
+        data_dir: PathLike,
+        *,
+        max_duration: float = 0.0,
+        labels: dict[str, Any] | None = None,
+        max_utts: int = 0,
+    ):
+        self.reader = AudioReader(data_dir)
+        utts = list(self.reader.utt_ids)
+        if labels is not None:
+            unlabelled = [u for u in utts if u not in labels]
+            if unlabelled:
+                log.warning("%s: %d utterances without a label skipped", data_dir, len(unlabelled))
+            utts = [u for u in utts if u in labels]
+        if max_duration:
+            long = [u for u in utts if self.reader.duration(u) > max_duration]
+            if long:
+                log.warning(
+                    "%s: %d utterances longer than %.1f s skipped",
+                    data_dir,
+                    len(long),
+                    max_duration,
+                )
+            utts = [u for u in utts if u not in set(long)]
+        if max_utts:
+            utts = utts[:max_utts]
+        if not utts:
+            raise ValueError(f"{data_dir}: no usable utterances")
+        self.utts = utts
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        utt = self.utts[i]
+        item: dict[str, Any] = {"utt": utt, "audio": self.reader(utt)}
+        if self.labels is not None:
+            item["label"] = self.labels[utt]
+        return item
+
+    def duration(self, utt: str) -> float:
+        return self.reader.duration(utt)
+
+
+def pad_waveforms(audios: Sequence[np.ndarray], feature_extractor) -> dict[str, torch.Tensor]:
+    """``input_values`` (B, N) as the feature extractor prepares them (normalised per utterance
+    when it normalises), ``attention_mask`` (B, N) and ``num_samples`` (B,)."""
+    feats = feature_extractor(
+        list(audios),
+        sampling_rate=SAMPLE_RATE,
+        return_tensors="pt",
+        padding=True,
+        return_attention_mask=True,
+    )
+    mask = feats.attention_mask.long()
+    return {
+        "input_values": feats.input_values.float(),
+        "attention_mask": mask,
+        "num_samples": mask.sum(-1),
+    }
+
+
+def length_batches(dataset: WaveformDataset, batch_size: int) -> list[list[int]]:
+    """Indices of ``dataset`` in batches of similar duration (longest first; for inference)."""
+    order = sorted(range(len(dataset)), key=lambda i: (-dataset.duration(dataset.utts[i]), i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
