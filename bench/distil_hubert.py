@@ -69,9 +69,14 @@ def finetune(args, root: Path, student: Path, out: Path, scratch: bool) -> dict:
 
     if (out / "train.json").is_file():
         return json.loads((out / "train.json").read_text())
-    over = {"max_steps": args.ctc_steps, "from_scratch": scratch, "seed": args.seed}
+    over = {
+        "max_steps": args.ctc_steps,
+        "from_scratch": scratch,
+        "seed": args.seed,
+        "freeze_encoder_steps": args.ctc_frozen_steps,
+    }
     if args.ctc_steps:
-        over.update(eval_steps=max(1, args.ctc_steps // 4), save_steps=args.ctc_steps)
+        over.update(eval_steps=max(1, args.ctc_steps // 2), save_steps=args.ctc_steps)
     cfg = CTCTrainConfig.from_sources(args.ctc_config, over)
     return ctc_finetune(student, root / "train", root / "dev", out, cfg)
 
@@ -135,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ctc-config", default=str(EGS / "conf" / "ctc.yaml"))
     p.add_argument("--distill-steps", type=int, default=None, help="(default: the config's)")
     p.add_argument("--ctc-steps", type=int, default=None, help="(default: the config's)")
+    p.add_argument(
+        "--ctc-frozen-steps",
+        type=int,
+        default=None,
+        help="CTC steps with the encoder frozen (default: the config's)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--speed-utts", type=int, default=16)
     args = p.parse_args(argv)
@@ -163,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
 
     d, r = runs["distilled"], runs["random_init"]
     steps = d["train"]["steps"]
+    frozen = d["train"]["config"]["freeze_encoder_steps"]
     lines = [
         f"DistilHuBERT on mini_en ({root}), teacher: Whisper tiny.en encoder",
         f"distillation: {kd['steps']} steps, best dev loss {kd['best_dev_loss']:.4f} "
         f"(step {kd['best_step']}); target layers {kd['target_layers']}",
         "",
-        f"CTC fine-tuning, {steps} steps each, test set ({d['test']['n_utts']} utts), greedy:",
+        f"CTC fine-tuning, {steps} steps each (the first {frozen} with the encoder frozen), "
+        f"test set ({d['test']['n_utts']} utts), greedy, best dev checkpoint:",
         f"  {'init':<14} {'test CER':>9} {'test WER':>9} {'best dev CER':>13}",
     ]
     for name, run in runs.items():
@@ -177,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:<14} {100 * run['test']['cer']:>8.1f}% "
             f"{100 * run['test']['wer']:>8.1f}% {100 * best:>12.1f}%"
         )
+        curve = ", ".join(f"{e['step']}: {100 * e['dev_cer']:.1f}" for e in run["train"]["evals"])
+        lines.append(f"  {'':<14} dev CER % by step: {curve}")
     lines += [
         f"  CER ratio random/distilled: {r['test']['cer'] / max(d['test']['cer'], 1e-9):.2f}; "
         f"distilled wins: {d['test']['cer'] < r['test']['cer']}",
@@ -209,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 "test": v["test"],
                 "steps": v["train"]["steps"],
                 "best_dev_cer": v["train"].get("best_dev_cer"),
+                "dev_evals": v["train"]["evals"],
+                "freeze_encoder_steps": v["train"]["config"]["freeze_encoder_steps"],
                 "sec_per_step": v["train"].get("sec_per_step"),
             }
             for k, v in runs.items()

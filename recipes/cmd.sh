@@ -33,6 +33,16 @@ case $cmd_backend in
 esac
 export cmd_backend train_cmd decode_cmd cuda_cmd
 
+# For recipes with an --ngpu option (sourced after the options are parsed):
+#   gpu_cmd   jobs that run under `accelerate launch` (training, pseudo-labelling): ngpu GPUs each
+#   dec_cmd   decoding jobs: one GPU each
+# both plain CPU jobs when ngpu is 0.
+ngpu=${ngpu:-0}
+gpu_cmd="${cuda_cmd} --gpu ${ngpu}"
+dec_cmd=${decode_cmd}
+[ "${ngpu}" -gt 0 ] && dec_cmd="${cuda_cmd} --gpu 1"
+export gpu_cmd dec_cmd
+
 # The runners are called by name: make sure recipes/utils is on PATH even without path.sh.
 if ! command -v run_local.sh >/dev/null 2>&1; then
   __sd_src=${BASH_SOURCE[0]}

@@ -4,7 +4,8 @@
 # that recipe's run_hubert.sh.
 #
 #   1 prepare       local/data.sh -> data/<set>/ (Kaldi data dirs)
-#   2 format        pipes/segments -> 16 kHz mono WAVs; duration limits on train/dev only -> dump/<set>/
+#   2 format        pipes/segments -> 16 kHz mono WAVs; duration limits on train/dev only,
+#                   unreadable train audio skipped -> dump/<set>/
 #   3 teacher       HuBERT/wav2vec2/WavLM (Hub id or dir) or a Whisper encoder -> <teacher_dir>
 #   4 distill       DistilHuBERT student + heads, best on the dev loss -> <expdir>/student/
 #   5 ctc_finetune  CTC fine-tuning on the train set's text (+ the random-init baseline with
@@ -12,8 +13,8 @@
 #   6 decode        greedy CTC decoding of every test set -> <expdir>/<model>/decode_<set>/
 #   7 score         WER/CER, sclite-style reports -> <expdir>/RESULTS.md
 #
-# Stages 1-2 write what distil_whisper.sh's do (same dirs and .done markers), so both recipes
-# share data/ and dump/.
+# Stages 1-2 are distil_whisper.sh's (recipes/utils/data_stages.sh): both recipes share data/
+# and dump/.
 # shellcheck source-path=SCRIPTDIR
 # shellcheck disable=SC2034,SC2154 # options are read by sourced helpers; cmd.sh sets *_cmd
 set -euo pipefail
@@ -34,6 +35,7 @@ valid_set=dev           # dev set: model selection only
 test_sets="dev test"    # sets to decode and score
 min_duration=0.1        # format: drop shorter train/dev utterances (seconds)
 max_duration=30.0       # format: drop longer train/dev utterances (seconds; Whisper's window)
+format_opts=            # more options for speechdistill format (all sets)
 normalizer=english      # text normaliser for scoring: english, basic, pt_br, none
 # Teacher
 teacher=facebook/hubert-base-ls960@refs/pr/2  # HuBERT/wav2vec2/WavLM Hub id[@revision] or dir, or Whisper (tiny.en); that PR branch holds its safetensors
@@ -55,6 +57,7 @@ recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "${recipes}/path.sh"
 . "${recipes}/cmd.sh"
 . "${recipes}/utils/stage.sh"
+. "${recipes}/utils/data_stages.sh"
 
 register_stages 1:prepare 2:format 3:teacher 4:distill 5:ctc_finetune 6:decode 7:score
 
@@ -71,24 +74,12 @@ device=cpu
 all_sets=$(printf '%s\n' "${train_set}" "${valid_set}" ${test_sets} | awk 'NF && !seen[$0]++')
 
 if stage_start 1 prepare data; then
-  [ -x local/data.sh ] || die "local/data.sh not found or not executable in $(pwd)"
-  # shellcheck disable=SC2086 # local_data_opts is a list of options
-  local/data.sh ${local_data_opts}
-  for s in ${all_sets}; do
-    speechdistill data validate --no-text "data/${s}"
-  done
+  prepare_data
   mark_done data prepare
 fi
 
 if stage_start 2 format dump; then
-  for s in ${all_sets}; do
-    limits=()
-    if [ "${s}" = "${train_set}" ] || [ "${s}" = "${valid_set}" ]; then
-      limits=(--min-duration "${min_duration}" --max-duration "${max_duration}")
-    fi
-    speechdistill format "data/${s}" "dump/${s}" --audio-dir "dump/wav/${s}" "${limits[@]}"
-    speechdistill data validate --no-text "dump/${s}"
-  done
+  format_data
   mark_done dump format
 fi
 
@@ -108,7 +99,7 @@ if stage_start 4 distill "${student}"; then
   [ -f "${distill_config}" ] && args+=(--config "${distill_config}")
   # shellcheck disable=SC2206 # distill_opts is a list of options
   args+=(${distill_opts})
-  ${cuda_cmd} "${student}/log/train.log" "${sd_multi[@]}" train "${args[@]}"
+  ${gpu_cmd} "${student}/log/train.log" "${sd_multi[@]}" train "${args[@]}"
   mark_done "${student}" distill
 fi
 
@@ -127,7 +118,7 @@ if stage_enabled 5 ctc_finetune; then
     [ "${m}" = ctc_scratch ] && args+=(--from-scratch true)
     # shellcheck disable=SC2206 # ctc_opts is a list of options
     args+=(${ctc_opts})
-    ${cuda_cmd} "${expdir}/${m}/log/ctc_finetune.log" "${sd_multi[@]}" ctc-finetune "${args[@]}"
+    ${gpu_cmd} "${expdir}/${m}/log/ctc_finetune.log" "${sd_multi[@]}" ctc-finetune "${args[@]}"
     mark_done "${expdir}/${m}" ctc_finetune
   done
 fi
@@ -140,11 +131,11 @@ if stage_enabled 6 decode; then
       stage_start 6 decode "${dir}" || continue
       dec=(--model "${expdir}/${m}" --batch-size "${decode_batch_size}" --device "${device}")
       if [ "${nj}" -le 1 ]; then
-        ${decode_cmd} "${dir}/log/decode.log" \
+        ${dec_cmd} "${dir}/log/decode.log" \
           speechdistill ctc-decode "${dec[@]}" --data "dump/${s}" --out "${dir}"
       else
         speechdistill data split "dump/${s}" "${nj}" >/dev/null
-        ${decode_cmd} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
+        ${dec_cmd} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
           speechdistill ctc-decode "${dec[@]}" --data "dump/${s}/split${nj}/JOB" \
           --out "${dir}/split${nj}/JOB"
         speechdistill decode --out "${dir}" --merge $(seq -f "${dir}/split${nj}/%g" 1 "${nj}")

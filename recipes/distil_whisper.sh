@@ -12,6 +12,7 @@
 #   8 decode        every model on every test set -> exp/<model>/decode_<set>/
 #   9 score         WER/CER, sclite-style reports, speed -> exp/RESULTS.md
 #  10 publish       Hub folder + model card (+ CT2 export); upload unless dry run -> exp/student/hub/
+# shellcheck source-path=SCRIPTDIR
 # shellcheck disable=SC2034,SC2154 # options are read by sourced helpers; cmd.sh sets *_cmd
 set -euo pipefail
 
@@ -72,6 +73,7 @@ recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "${recipes}/path.sh"
 . "${recipes}/cmd.sh"
 . "${recipes}/utils/stage.sh"
+. "${recipes}/utils/data_stages.sh"
 
 register_stages 1:prepare 2:format 3:teacher 4:pseudo_label 5:filter 6:init_student \
   7:train 8:decode 9:score 10:publish
@@ -88,31 +90,16 @@ gen_opts=(--batch-size "${decode_batch_size}" --num-beams "${decode_num_beams}" 
 [ -n "${decode_dtype}" ] && gen_opts+=(--dtype "${decode_dtype}")
 
 # Every set this recipe touches, once each, in order.
+# shellcheck disable=SC2086 # test_sets is a list
 all_sets=$(printf '%s\n' "${train_set}" "${valid_set}" ${test_sets} | awk 'NF && !seen[$0]++')
 
 if stage_start 1 prepare data; then
-  [ -x local/data.sh ] || die "local/data.sh not found or not executable in $(pwd)"
-  # shellcheck disable=SC2086 # local_data_opts is a list of options
-  local/data.sh ${local_data_opts}
-  for s in ${all_sets}; do
-    speechdistill data validate --no-text "data/${s}"
-  done
+  prepare_data
   mark_done data prepare
 fi
 
 if stage_start 2 format dump; then
-  for s in ${all_sets}; do
-    limits=()
-    if [ "${s}" = "${train_set}" ] || [ "${s}" = "${valid_set}" ]; then
-      limits=(--min-duration "${min_duration}" --max-duration "${max_duration}")
-    fi
-    # unreadable training audio is skipped (count and list logged); test sets stay strict
-    [ "${s}" = "${train_set}" ] && limits+=(--skip-bad)
-    # shellcheck disable=SC2086 # format_opts is a list of options
-    speechdistill format "data/${s}" "dump/${s}" --audio-dir "dump/wav/${s}" "${limits[@]}" \
-      ${format_opts}
-    speechdistill data validate --no-text "dump/${s}"
-  done
+  format_data
   mark_done dump format
 fi
 
@@ -138,9 +125,9 @@ if stage_start 4 pseudo_label "${pl_dir}"; then
   # shellcheck disable=SC2206 # pl_opts is a list of options
   pl_args+=(${pl_opts})
   if [ "${nj}" -le 1 ]; then
-    ${cuda_cmd} exp/pseudo_label/log/pseudo_label.log "${sd_multi[@]}" pseudo-label "${pl_args[@]}"
+    ${gpu_cmd} exp/pseudo_label/log/pseudo_label.log "${sd_multi[@]}" pseudo-label "${pl_args[@]}"
   else
-    ${cuda_cmd} JOB=1:"${nj}" exp/pseudo_label/log/pseudo_label.JOB.log \
+    ${gpu_cmd} JOB=1:"${nj}" exp/pseudo_label/log/pseudo_label.JOB.log \
       "${sd_multi[@]}" pseudo-label "${pl_args[@]}" --num-jobs "${nj}" --job JOB
     speechdistill pseudo-label "${pl_args[@]}" --finalize
   fi
@@ -182,7 +169,7 @@ if stage_start 7 train exp/student; then
   [ -n "${language}" ] && train_args+=(--language "${language}")
   # shellcheck disable=SC2206 # train_opts is a list of options
   train_args+=(${train_opts})
-  ${cuda_cmd} exp/student/log/train.log "${sd_multi[@]}" train "${train_args[@]}"
+  ${gpu_cmd} exp/student/log/train.log "${sd_multi[@]}" train "${train_args[@]}"
   mark_done exp/student train
 fi
 
@@ -196,11 +183,11 @@ if stage_enabled 8 decode; then
       dir=exp/${m}/decode_${s}
       stage_start 8 decode "${dir}" || continue
       if [ "${nj}" -le 1 ]; then
-        ${decode_cmd} "${dir}/log/decode.log" \
+        ${dec_cmd} "${dir}/log/decode.log" \
           speechdistill decode --model "exp/${m}" --data "dump/${s}" --out "${dir}" "${gen_opts[@]}"
       else
         speechdistill data split "dump/${s}" "${nj}" >/dev/null
-        ${decode_cmd} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
+        ${dec_cmd} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
           speechdistill decode --model "exp/${m}" --data "dump/${s}/split${nj}/JOB" \
           --out "${dir}/split${nj}/JOB" "${gen_opts[@]}"
         speechdistill decode --out "${dir}" \
@@ -235,8 +222,9 @@ if stage_start 9 score; then
     for m in ${models}; do
       spec=()  # the teacher, sped up by the student's decoder as its assistant
       [ "${m}" = teacher ] && [ -f exp/student/model.safetensors ] && spec=(--assistant exp/student)
-      speechdistill speed --model "exp/${m}" --data "dump/${test_sets##* }" --device "${device}" \
-        --max-utts "${speed_max_utts}" --out "exp/${m}/speed.json" "${spec[@]}"
+      ${dec_cmd} "exp/${m}/log/speed.log" speechdistill speed --model "exp/${m}" \
+        --data "dump/${test_sets##* }" --device "${device}" --max-utts "${speed_max_utts}" \
+        --out "exp/${m}/speed.json" "${spec[@]}"
       speed+=("exp/${m}/speed.json")
     done
   fi

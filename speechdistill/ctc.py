@@ -15,21 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from speechdistill.audio import AudioReader
-from speechdistill.batching import iter_audio_batches, length_sorted_batches
-from speechdistill.datadir import write_kv
-from speechdistill.decode import DecodeSummary, _durations
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.decode import DecodeSummary, transcribe_data_dir
+from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
 
@@ -141,53 +135,13 @@ def decode_ctc_data_dir(
     """Greedy CTC decoding of ``data_dir`` into ``out_dir/text`` (+ ``utt2decode_time``,
     ``decode.json``, ``bad_utts``), in length-sorted batches."""
     config = config or CTCDecodeConfig()
-    out_dir = Path(out_dir)
-    reader = AudioReader(data_dir)
-    bad: dict[str, str] = {}
-    durations = _durations(reader, bad, skip_bad=config.skip_bad)
-    batches = length_sorted_batches(durations, config.batch_size)
-    transcriber = transcriber or CTCTranscriber.from_pretrained(model_dir, device=config.device)
-    hyps: dict[str, str] = {}
-    times: dict[str, float] = {}
-    wall = 0.0
-    bar = tqdm(total=len(durations), desc=f"ctc-decode {Path(data_dir).name}", unit="utt")
-    for batch in iter_audio_batches(reader, batches, skip_bad=config.skip_bad):
-        bad.update(batch.bad)
-        bar.update(len(batch.bad))
-        if not batch.audios:
-            continue
-        t0 = time.perf_counter()
-        texts = transcriber.transcribe(batch.audios)
-        elapsed = time.perf_counter() - t0
-        wall += elapsed
-        for utt, text in zip(batch.utt_ids, texts, strict=True):
-            hyps[utt] = text
-            times[utt] = elapsed / len(batch.utt_ids)
-        bar.update(len(batch.utt_ids))
-    bar.close()
-    write_kv(out_dir / "text", hyps)
-    write_kv(out_dir / "utt2decode_time", {u: f"{t:.4f}" for u, t in times.items()})
-    if bad:
-        write_kv(out_dir / "bad_utts", bad)
-        log.warning(
-            "skipped %d unreadable utterances (listed in %s)", len(bad), out_dir / "bad_utts"
-        )
-    cfg: dict[str, Any] = {**asdict(config), "decoding": "ctc_greedy"}
-    summary = DecodeSummary(
-        model=str(model_dir),
-        data=str(data_dir),
-        num_utts=len(hyps),
-        num_skipped=len(bad),
-        audio_seconds=round(sum(durations[u] for u in hyps), 3),
-        wall_seconds=round(wall, 3),
-        config=cfg,
+    return transcribe_data_dir(
+        lambda: transcriber or CTCTranscriber.from_pretrained(model_dir, device=config.device),
+        model_dir,
+        data_dir,
+        out_dir,
+        batch_size=config.batch_size,
+        skip_bad=config.skip_bad,
+        config={**asdict(config), "decoding": "ctc_greedy"},
+        desc="ctc-decode",
     )
-    atomic_write_text(out_dir / "decode.json", json.dumps(summary.to_json(), indent=2) + "\n")
-    log.info(
-        "decoded %d utterances (%.1f s of audio) in %.1f s: RTFx %.2f",
-        summary.num_utts,
-        summary.audio_seconds,
-        summary.wall_seconds,
-        summary.rtfx,
-    )
-    return summary

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,18 +162,43 @@ def decode_data_dir(
 ) -> DecodeSummary:
     """Decode every utterance of ``data_dir`` into ``out_dir/text`` (see the module docstring)."""
     config = config or DecodeConfig()
+    return transcribe_data_dir(
+        lambda: transcriber or WhisperTranscriber.from_pretrained(model_dir, config),
+        model_dir,
+        data_dir,
+        out_dir,
+        batch_size=config.batch_size,
+        skip_bad=config.skip_bad,
+        config=asdict(config),
+    )
+
+
+def transcribe_data_dir(
+    load: Callable[[], Any],
+    model_dir: PathLike,
+    data_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    batch_size: int,
+    skip_bad: bool,
+    config: dict[str, Any],
+    desc: str = "decode",
+) -> DecodeSummary:
+    """The decoding loop of every model type: ``load()`` gives an object whose
+    ``transcribe(audios)`` maps a batch of 16 kHz waveforms to texts; utterances go in
+    length-sorted batches and the outputs of the module docstring are written to ``out_dir``."""
     out_dir = Path(out_dir)
     reader = AudioReader(data_dir)
     bad: dict[str, str] = {}
-    durations = _durations(reader, bad, skip_bad=config.skip_bad)
-    batches = length_sorted_batches(durations, config.batch_size)
-    transcriber = transcriber or WhisperTranscriber.from_pretrained(model_dir, config)
+    durations = _durations(reader, bad, skip_bad=skip_bad)
+    batches = length_sorted_batches(durations, batch_size)
+    transcriber = load()
 
     hyps: dict[str, str] = {}
     times: dict[str, float] = {}
     wall = 0.0
-    bar = tqdm(total=len(durations), desc=f"decode {Path(data_dir).name}", unit="utt")
-    for batch in iter_audio_batches(reader, batches, skip_bad=config.skip_bad):
+    bar = tqdm(total=len(durations), desc=f"{desc} {Path(data_dir).name}", unit="utt")
+    for batch in iter_audio_batches(reader, batches, skip_bad=skip_bad):
         bad.update(batch.bad)
         bar.update(len(batch.bad))
         if not batch.audios:
@@ -200,7 +227,7 @@ def decode_data_dir(
         num_skipped=len(bad),
         audio_seconds=round(sum(durations[u] for u in hyps), 3),
         wall_seconds=round(wall, 3),
-        config=asdict(config),
+        config=config,
     )
     atomic_write_text(out_dir / "decode.json", json.dumps(summary.to_json(), indent=2) + "\n")
     log.info(

@@ -7,7 +7,6 @@ The fixture is an extracted release: ``cv-corpus-17.0-2024-03-15/<lang>/{train,d
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from recipe_helpers import copy_egs, run_recipe
 
 from data_prep.common_voice import main, prepare_common_voice, speaker_ids
 from speechdistill.audio import AudioReader
@@ -250,24 +250,7 @@ def test_command_line(release, tmp_path):
 @pytest.fixture
 def recipe(tmp_path) -> Path:
     """A copy of egs/common_voice whose ../../recipes resolves to this repository's recipes/."""
-    root = tmp_path / "egs_root"
-    root.mkdir()
-    (root / "recipes").symlink_to(REPO / "recipes")
-    shutil.copytree(
-        REPO / "egs" / "common_voice",
-        root / "egs" / "common_voice",
-        symlinks=True,
-        ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads"),
-    )
-    return root / "egs" / "common_voice"
-
-
-def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return subprocess.run(
-        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=300
-    )
+    return copy_egs("common_voice", tmp_path / "egs_root")
 
 
 def test_recipe_prepare_stage(recipe, release, tmp_path):

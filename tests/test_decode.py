@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
+import torch
 
 from speechdistill.batching import length_sorted_batches
 from speechdistill.cli import main
@@ -107,3 +109,61 @@ def test_cli_decode_jobs_and_merge(tmp_path, mini_corpus, tiny_en_teacher):
     assert info["num_utts"] == 4 and info["config"]["nj"] == 2
     shutil.rmtree(merged)
     assert main(["decode", "--out", str(merged)]) == 1  # neither --merge nor --model/--data
+
+
+def test_beam_search_is_generates_own(tmp_path, mini_corpus, tiny_en_teacher):
+    """--num-beams reaches generate: the decoded text is transformers' own beam search's."""
+    small = tmp_path / "small"
+    subset(mini_corpus / "test", small, first=3)
+    config = DecodeConfig(batch_size=3, num_beams=3)
+    t = WhisperTranscriber.from_pretrained(tiny_en_teacher, config)
+    decode_data_dir(tiny_en_teacher, small, tmp_path / "beam", config, transcriber=t)
+    assert json.loads((tmp_path / "beam" / "decode.json").read_text())["config"]["num_beams"] == 3
+    hyps = read_kv(tmp_path / "beam" / "text")
+    from speechdistill.audio import AudioReader
+
+    reader = AudioReader(small)
+    audios = [reader(u) for u in reader.utt_ids]
+    with torch.inference_mode():
+        ids = t.model.generate(**t.features(audios), num_beams=3, do_sample=False)
+    texts = t.processor.batch_decode(ids, skip_special_tokens=True)
+    assert [hyps[u] for u in reader.utt_ids] == [" ".join(x.split()) for x in texts]
+
+
+def test_multilingual_language_and_task_reach_the_prompt(tmp_path):
+    """For a multilingual model the prompt carries the asked language and task; an English-only
+    model refuses another language."""
+    from whisper_builders import english_tokenizer, multilingual_tokenizer, save_random_whisper
+
+    model_dir = save_random_whisper(
+        tmp_path / "ml",
+        multilingual_tokenizer(tmp_path, n_langs=5, v3=False),
+        multilingual=True,
+        max_source_positions=1500,
+    )
+    audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    for task in ("transcribe", "translate"):
+        config = DecodeConfig(language="de", task=task, max_new_tokens=3)
+        t = WhisperTranscriber.from_pretrained(model_dir, config)
+        gen = t.model.generation_config
+        seen: list[list[int]] = []  # the decoder's input at the first generation step
+
+        def hook(_module, args, kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            if not seen:
+                seen.append(ids[0].tolist())
+
+        handle = t.model.model.decoder.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            t.generate([audio])
+        finally:
+            handle.remove()
+        assert seen[0] == [
+            gen.decoder_start_token_id,
+            gen.lang_to_id["<|de|>"],
+            gen.task_to_id[task],
+            gen.no_timestamps_token_id,
+        ]
+    en_dir = save_random_whisper(tmp_path / "en", english_tokenizer(), multilingual=False)
+    with pytest.raises(ValueError, match="English-only"):
+        WhisperTranscriber.from_pretrained(en_dir, DecodeConfig(language="pt"))

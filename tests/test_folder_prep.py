@@ -12,6 +12,7 @@ import soundfile as sf
 
 from data_prep.folder import main, prepare
 from speechdistill.audio import AudioReader
+from speechdistill.datadir import validate
 
 
 def audio(path: Path, seconds: float = 0.5, sr: int = 16000, **kw) -> Path:
@@ -60,6 +61,7 @@ def test_folder_with_transcripts_one_speaker_per_file(corpus, tmp_path):
     assert lines == sorted(lines)
     reader = AudioReader(d)
     assert len(reader("anna_two")) == 4000 and len(reader("ben_one")) == 12000
+    assert validate(d.path) == []
 
 
 def test_speaker_from_dir(corpus, tmp_path):
@@ -71,6 +73,7 @@ def test_speaker_from_dir(corpus, tmp_path):
         "x-deep": "x",
     }
     assert d.spk2utt() == {"anna": ["anna-one", "anna-two"], "ben": ["ben-one"], "x": ["x-deep"]}
+    assert validate(d.path) == []
 
 
 def test_audio_only(tmp_path):
@@ -82,6 +85,7 @@ def test_audio_only(tmp_path):
     assert sorted(d.wav_scp()) == ["a", "b_c"]
     assert d.wav_scp()["b_c"].endswith("b c.wav")
     assert d.exists("spk2utt") and d.exists("utt2dur")
+    assert validate(d.path, no_text=True) == []
     d2 = prepare(tmp_path / "raw", tmp_path / "data2", use_text=False)
     assert not d2.exists("text")
 
@@ -131,6 +135,7 @@ def test_csv_with_header_and_speakers(tmp_path):
         "sp2-clips_c3": "",
     }
     assert d.wav_scp()["sp2-clips_c2"] == str(root / "clips" / "c2.wav")
+    assert validate(d.path) == []
 
 
 def test_tsv_without_header(tmp_path, caplog):
@@ -142,6 +147,7 @@ def test_tsv_without_header(tmp_path, caplog):
     d = prepare(table, tmp_path / "data")
     assert d.text() == {"a": "first one", "spkB-b": "second"}
     assert d.utt2spk() == {"a": "a", "spkB-b": "spkB"}
+    assert validate(d.path) == []
     assert "skipped 1 file(s) (missing)" in caplog.text and "bad.wav" in caplog.text
 
 

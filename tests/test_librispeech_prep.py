@@ -6,8 +6,6 @@ The fixture is what the openslr.org/12 archives extract to: ``LibriSpeech/SPEAKE
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from recipe_helpers import copy_egs, run_recipe
 
 from data_prep.librispeech import main, parse_combine, prepare_librispeech
 from speechdistill.audio import AudioReader
@@ -223,25 +222,13 @@ def test_command_line(corpus, tmp_path):
 @pytest.fixture
 def recipe(tmp_path) -> Path:
     """A copy of egs/librispeech whose ../../recipes resolves to this repository's recipes/."""
-    root = tmp_path / "egs_root"
-    root.mkdir()
-    (root / "recipes").symlink_to(REPO / "recipes")
-    shutil.copytree(
-        REPO / "egs" / "librispeech",
-        root / "egs" / "librispeech",
-        symlinks=True,
-        ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads"),
-    )
-    return root / "egs" / "librispeech"
+    return copy_egs("librispeech", tmp_path / "egs_root")
 
 
 def test_recipe_prepare_stage(recipe, corpus):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    proc = subprocess.run(
-        ["./run.sh", "--stage", "1", "--stop_stage", "1", "--local_data_opts",
-         f"--corpus_dir {corpus} --speaker chapter"],
-        cwd=recipe, env=env, capture_output=True, text=True, timeout=300,
+    proc = run_recipe(
+        recipe, "--stage", "1", "--stop_stage", "1",
+        "--local_data_opts", f"--corpus_dir {corpus} --speaker chapter",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     sets = {"train_clean_100": 4, "dev_clean": 2, "dev_other": 1, "test_clean": 1, "test_other": 1}

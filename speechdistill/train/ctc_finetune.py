@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,9 @@ from speechdistill.train.common import (
     make_scheduler,
     param_groups,
     plot_curves,
-    read_log_csv,
     tensorboard_writer,
 )
-from speechdistill.train.config import TrainConfig
+from speechdistill.train.config import BaseTrainConfig
 from speechdistill.train.waveform import WaveformDataset, length_batches, pad_waveforms
 from speechdistill.utils import PathLike, atomic_write_text
 
@@ -46,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class CTCTrainConfig:
+class CTCTrainConfig(BaseTrainConfig):
     """CTC fine-tuning (see ``speechdistill ctc-finetune --help``)."""
 
     # data
@@ -77,40 +75,17 @@ class CTCTrainConfig:
     mask_time_length: int = field(default=10, metadata={"help": "SpecAugment: span length"})
     layerdrop: float = field(default=0.0, metadata={"help": "LayerDrop probability"})
     final_dropout: float = field(default=0.0, metadata={"help": "dropout before the CTC head"})
-    # optimisation
-    max_steps: int = field(default=1000, metadata={"help": "optimiser steps"})
-    batch_size: int = field(default=8, metadata={"help": "utterances per step and process"})
-    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
-    lr_schedule: str = field(
-        default="linear",
-        metadata={"help": "any transformers scheduler: linear, cosine, constant_with_warmup"},
-    )
-    warmup_steps: int = field(default=100, metadata={"help": "linear warm-up steps"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
-    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    num_workers: int = field(default=0, metadata={"help": "data loader workers"})
     # evaluation and checkpoints
     eval_steps: int = field(default=100, metadata={"help": "decode the dev set every N steps"})
-    eval_batch_size: int = field(default=8, metadata={"help": "dev decoding batch size"})
-    eval_max_utts: int = field(default=0, metadata={"help": "0: the whole dev set"})
     eval_normalizer: str = field(
         default="english", metadata={"help": "text normaliser of the dev WER/CER"}
     )
     select_metric: str = field(
         default="cer", metadata={"help": "dev figure that picks the best checkpoint: cer | wer"}
     )
-    save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps"})
-    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
-    log_steps: int = field(default=10, metadata={"help": "log the loss every N steps"})
-
-    # the YAML + overrides helpers of TrainConfig, for this dataclass
-    from_sources = classmethod(TrainConfig.from_sources.__func__)
-    save = TrainConfig.save
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         from speechdistill.text import NORMALIZERS
 
         for name in (self.normalizer, self.eval_normalizer):
@@ -339,40 +314,18 @@ class CTCTrainer(AcceleratedTrainer):
             percent=True,
         )
 
-    def _save_model(self, model, target: Path) -> None:
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        self.processor.save_pretrained(tmp)
-        atomic_write_text(tmp / "ctc.json", json.dumps(self.info, indent=2) + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+    def _write_model(self, model, directory: Path) -> None:
+        model.save_pretrained(directory, safe_serialization=True)
+        self.processor.save_pretrained(directory)
+        atomic_write_text(directory / "ctc.json", json.dumps(self.info, indent=2) + "\n")
 
-    def _finish(self) -> dict[str, Any]:
-        if not self.acc.is_main_process:
-            return {}
-        best = self.out / "best"
-        for f in best.iterdir():  # the best checkpoint on dev is the fine-tuned model
-            shutil.copy2(f, self.out / f.name)
-        rows = read_log_csv(self.csv)
-        times = [float(r["sec_per_step"]) for r in rows if r.get("sec_per_step")]
+    def _summary(self) -> dict[str, Any]:
         m = self.config.select_metric
-        summary = {
-            "steps": self.state.step,
-            "best_step": self.state.best_step,
+        return {
             f"best_dev_{m}": self.state.best_metric,
             "dev_reference": self.dev_reference,
             **self.info,
-            "evals": self.state.evals,
-            "sec_per_step": round(sum(times) / len(times), 4) if times else None,
-            "config": asdict(self.config),
         }
-        atomic_write_text(self.out / "train.json", json.dumps(summary, indent=2) + "\n")
-        self.config.save(self.out / "train_config.yaml")
-        self._plot()
-        if self.tb is not None:
-            self.tb.close()
-        return summary
 
 
 def ctc_finetune(

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +50,11 @@ from speechdistill.train.common import (
     make_scheduler,
     param_groups,
     plot_curves,
-    read_log_csv,
     tensorboard_writer,
 )
-from speechdistill.train.config import TrainConfig
+from speechdistill.train.config import BaseTrainConfig, TrainConfig
 from speechdistill.train.waveform import WaveformDataset, length_batches, pad_waveforms
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +99,7 @@ def _cache_matches(path: Path, key: dict[str, Any]) -> bool:
 
 
 @dataclass
-class HubertTrainConfig:
+class HubertTrainConfig(BaseTrainConfig):
     """DistilHuBERT training (see ``speechdistill train --help``, with ``--student hubert``)."""
 
     # teacher and targets
@@ -162,42 +160,19 @@ class HubertTrainConfig:
             "offset, e.g. Whisper)"
         },
     )
-    # optimisation
-    max_steps: int = field(default=1000, metadata={"help": "optimiser steps"})
-    batch_size: int = field(default=8, metadata={"help": "utterances per step and process"})
-    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    # optimisation (see BaseTrainConfig for the rest)
     lr: float = field(default=2e-4, metadata={"help": "peak learning rate (the paper's 2e-4)"})
-    lr_schedule: str = field(
-        default="linear",
-        metadata={"help": "any transformers scheduler: linear, cosine, constant_with_warmup"},
-    )
-    warmup_steps: int = field(default=100, metadata={"help": "linear warm-up steps"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=10.0, metadata={"help": "gradient clipping (0: none)"})
     mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (student only)"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    num_workers: int = field(default=0, metadata={"help": "data loader workers"})
     # evaluation and checkpoints
     eval_steps: int = field(default=100, metadata={"help": "dev loss every N steps"})
-    eval_batch_size: int = field(default=8, metadata={"help": "dev (and caching) batch size"})
-    eval_max_utts: int = field(default=0, metadata={"help": "0: the whole dev set"})
-    save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps"})
-    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
-    log_steps: int = field(default=10, metadata={"help": "log the losses every N steps"})
-
-    # the YAML + overrides helpers of TrainConfig, for this dataclass
-    from_sources = classmethod(TrainConfig.from_sources.__func__)
-    save = TrainConfig.save
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.target_layers, (list, tuple)):
             self.target_layers = ",".join(str(x) for x in self.target_layers)
         if isinstance(self.student_conv_dim, (list, tuple)):
             self.student_conv_dim = ",".join(str(x) for x in self.student_conv_dim)
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(
-                f"mixed_precision must be no, bf16 or fp16, not {self.mixed_precision}"
-            )
         if self.lambda_cos < 0:
             raise ValueError("lambda_cos must be ≥ 0")
         if self.target_norm not in TARGET_NORMS:
@@ -562,38 +537,21 @@ class HubertKDTrainer(AcceleratedTrainer):
             ylabel="loss",
         )
 
-    def _save_model(self, model: DistilHubert, target: Path) -> None:
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save(tmp, self.feature_extractor, extra=self.info)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+    def _write_model(self, model: DistilHubert, directory: Path) -> None:
+        model.save(directory, self.feature_extractor, extra=self.info)
 
-    def _finish(self) -> dict[str, Any]:
-        if not self.acc.is_main_process:
-            return {}
-        best = self.out / "best"
-        for f in best.iterdir():  # the best checkpoint on dev is the trained student
-            shutil.copy2(f, self.out / f.name)
-        rows = read_log_csv(self.csv)
-        times = [float(r["sec_per_step"]) for r in rows if r.get("sec_per_step")]
-        summary = {
-            "steps": self.state.step,
-            "best_step": self.state.best_step,
+    def _summary(self) -> dict[str, Any]:
+        return {
             "best_dev_loss": self.state.best_metric,
             "target_layers": self.layers,
             "teacher_kind": self.info["teacher_kind"],
             "params": self.info.get("params"),
-            "evals": self.state.evals,
-            "sec_per_step": round(sum(times) / len(times), 4) if times else None,
-            "config": asdict(self.config),
         }
-        atomic_write_text(self.out / "train.json", json.dumps(summary, indent=2) + "\n")
-        self.config.save(self.out / "train_config.yaml")
-        self._plot()
-        if self.tb is not None:
-            self.tb.close()
-        (self.out / TARGETS_FILE).unlink(missing_ok=True)  # only resumed runs need it
+
+    def _finish(self) -> dict[str, Any]:
+        summary = super()._finish()
+        if self.acc.is_main_process:
+            (self.out / TARGETS_FILE).unlink(missing_ok=True)  # only resumed runs need it
         return summary
 
 

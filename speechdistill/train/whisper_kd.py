@@ -17,11 +17,9 @@ position, so a killed run resumes exactly where it stopped.
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +37,10 @@ from speechdistill.train.common import (  # noqa: F401  (re-exported)
     make_scheduler,
 )
 from speechdistill.train.common import param_groups as _param_groups
-from speechdistill.train.common import read_log_csv as _read_csv
 from speechdistill.train.common import tensorboard_writer as _tensorboard
 from speechdistill.train.config import TrainConfig
 from speechdistill.train.data import KDDataset, collate
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
 
@@ -304,41 +301,19 @@ class WhisperKDTrainer(AcceleratedTrainer):
                 self._save_model(model, self.out / "best")
             if self.ema is not None:
                 self.ema.swap(model)
-            plot_curves(self.out, self.state.evals)
+            self._plot()
         self.acc.wait_for_everyone()
 
     # ---------------------------------------------------------------------------- saving
-    def _save_model(self, model, target: Path) -> None:
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        self.processor.save_pretrained(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+    def _write_model(self, model, directory: Path) -> None:
+        model.save_pretrained(directory, safe_serialization=True)
+        self.processor.save_pretrained(directory)
 
-    def _finish(self) -> dict[str, Any]:
-        if not self.acc.is_main_process:
-            return {}
-        best = self.out / "best"
-        for f in best.iterdir():  # the best checkpoint on dev is the trained student
-            shutil.copy2(f, self.out / f.name)
-        rows = _read_csv(self.csv)
-        times = [float(r["sec_per_step"]) for r in rows if r.get("sec_per_step")]
-        summary = {
-            "steps": self.state.step,
-            "best_step": self.state.best_step,
-            "best_dev_wer": self.state.best_wer,
-            "dev_reference": self.evaluator.ref_file,
-            "evals": self.state.evals,
-            "sec_per_step": round(sum(times) / len(times), 4) if times else None,
-            "config": asdict(self.config),
-        }
-        atomic_write_text(self.out / "train.json", json.dumps(summary, indent=2) + "\n")
-        self.config.save(self.out / "train_config.yaml")
+    def _summary(self) -> dict[str, Any]:
+        return {"best_dev_wer": self.state.best_wer, "dev_reference": self.evaluator.ref_file}
+
+    def _plot(self) -> None:
         plot_curves(self.out, self.state.evals)
-        if self.tb is not None:
-            self.tb.close()
-        return summary
 
 
 LOG_FIELDS = WhisperKDTrainer.log_fields
