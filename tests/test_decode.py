@@ -148,7 +148,7 @@ def test_multilingual_language_and_task_reach_the_prompt(tmp_path):
         gen = t.model.generation_config
         seen: list[list[int]] = []  # the decoder's input at the first generation step
 
-        def hook(_module, args, kwargs):
+        def hook(_module, args, kwargs, seen=seen):
             ids = kwargs.get("input_ids", args[0] if args else None)
             if not seen:
                 seen.append(ids[0].tolist())
