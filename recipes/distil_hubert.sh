@@ -7,7 +7,7 @@
 #   2 format        pipes/segments -> 16 kHz mono WAVs; duration limits on train/dev only,
 #                   unreadable train audio skipped -> dump/<set>/
 #   3 teacher       HuBERT/wav2vec2/WavLM (Hub id or dir) or a Whisper encoder -> <teacher_dir>
-#   4 distill       DistilHuBERT student + heads, best on the dev loss -> <expdir>/student/
+#   4 train         DistilHuBERT student + heads, best on the dev loss -> <expdir>/student/
 #   5 ctc_finetune  CTC fine-tuning on the train set's text (+ the random-init baseline with
 #                   --ctc_scratch true) -> <expdir>/ctc/ (<expdir>/ctc_scratch/)
 #   6 decode        greedy CTC decoding of every test set -> <expdir>/<model>/decode_<set>/
@@ -41,8 +41,8 @@ normalizer=english      # text normaliser for scoring: english, basic, pt_br, no
 teacher=facebook/hubert-base-ls960@refs/pr/2  # HuBERT/wav2vec2/WavLM Hub id[@revision] or dir, or Whisper (tiny.en); that PR branch holds its safetensors
 teacher_dir=            # where stage 3 puts it (empty: <expdir>/teacher)
 # Distillation
-distill_config=conf/distil_hubert.yaml  # options of speechdistill train --student hubert (YAML)
-distill_opts=           # more options, e.g. "--max-steps 2000 --target-layers 4,8,12"
+train_config=conf/distil_hubert.yaml  # options of speechdistill train --student hubert (YAML)
+train_opts=             # more options, e.g. "--max-steps 2000 --target-layers 4,8,12"
 # CTC fine-tuning
 ctc_config=conf/ctc.yaml  # options of speechdistill ctc-finetune (YAML)
 ctc_opts=               # more options, e.g. "--max-steps 5000"
@@ -59,7 +59,7 @@ recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "${recipes}/utils/stage.sh"
 . "${recipes}/utils/data_stages.sh"
 
-register_stages 1:prepare 2:format 3:teacher 4:distill 5:ctc_finetune 6:decode 7:score
+register_stages 1:prepare 2:format 3:teacher 4:train 5:ctc_finetune 6:decode 7:score
 
 [ $# -eq 0 ] || die "unexpected arguments: $* (see --help)"
 [ -n "${teacher_dir}" ] || teacher_dir=${expdir}/teacher
@@ -93,14 +93,14 @@ sd_multi=(speechdistill)
 [ "${ngpu}" -gt 1 ] && sd_multi=(accelerate launch --num_processes "${ngpu}" -m speechdistill)
 
 student=${expdir}/student
-if stage_start 4 distill "${student}"; then
+if stage_start 4 train "${student}"; then
   args=(--student hubert --teacher "${teacher_dir}" --train "dump/${train_set}"
     --dev "dump/${valid_set}" --out "${student}")
-  [ -f "${distill_config}" ] && args+=(--config "${distill_config}")
-  # shellcheck disable=SC2206 # distill_opts is a list of options
-  args+=(${distill_opts})
+  [ -f "${train_config}" ] && args+=(--config "${train_config}")
+  # shellcheck disable=SC2206 # train_opts is a list of options
+  args+=(${train_opts})
   ${gpu_cmd} "${student}/log/train.log" "${sd_multi[@]}" train "${args[@]}"
-  mark_done "${student}" distill
+  mark_done "${student}" train
 fi
 
 # The CTC models: the distilled student's, and the random-init baseline's when asked for.

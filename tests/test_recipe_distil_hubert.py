@@ -31,12 +31,12 @@ def test_help_lists_every_option_and_stage():
     body = RECIPE.read_text()
     block = body[body.index("# begin options") : body.index("# end options")]
     names = re.findall(r"^([a-z_]+)=", block, re.M)
-    assert {"teacher", "teacher_dir", "distill_config", "ctc_config", "ctc_scratch"} <= set(names)
+    assert {"teacher", "teacher_dir", "train_config", "ctc_config", "ctc_scratch"} <= set(names)
     for name in names:
         assert f"--{name}=" in proc.stdout, name
     assert "--teacher=facebook/hubert-base-ls960@refs/pr/2" in proc.stdout
     for n, stage in enumerate(
-        ("prepare", "format", "teacher", "distill", "ctc_finetune", "decode", "score"), 1
+        ("prepare", "format", "teacher", "train", "ctc_finetune", "decode", "score"), 1
     ):
         assert re.search(rf"^#\s+{n} {stage}\b", body, re.M), stage
 
@@ -83,7 +83,7 @@ def test_mini_en_run_hubert_end_to_end(recipe):
         "test",
         "--nj",
         "2",
-        "--distill_opts",
+        "--train_opts",
         f"{tiny} {student}",
         "--ctc_opts",
         tiny,

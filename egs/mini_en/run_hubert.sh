@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
   --teacher tiny.en \
   --teacher_dir exp/teacher \
   --expdir exp/hubert \
-  --distill_config conf/distil_hubert.yaml \
+  --train_config conf/distil_hubert.yaml \
   --ctc_config conf/ctc.yaml \
   --normalizer english \
   --decode_batch_size 8 \
