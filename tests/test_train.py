@@ -144,6 +144,24 @@ def test_training_modes_run_and_keep_the_best_dev_checkpoint(setup, tmp_path, mo
     )  # fmt: skip  (frozen)
 
 
+def test_shared_encoder_trains_exactly_as_the_online_teacher(setup, tmp_path):
+    """With the encoder frozen, sharing its output with the teacher changes no number: the same
+    losses and the same trained student as running the whole teacher every step (so the online
+    teacher's WER is shared_encoder's, and only the cache's sparse KD estimate differs)."""
+    logs, weights = {}, {}
+    for mode in ("online", "shared_encoder"):
+        out = tmp_path / mode
+        train_whisper(setup["student"], setup["teacher"], setup["pl"], setup["dev"], out,
+                      _small(teacher_mode=mode, max_steps=3, eval_steps=3, save_steps=3))  # fmt: skip
+        with open(out / "train_log.csv") as f:
+            logs[mode] = [(float(r["ce"]), float(r["kd"])) for r in csv.DictReader(f)]
+        weights[mode] = load_file(out / "model.safetensors")
+    assert len(logs["online"]) == 3
+    np.testing.assert_allclose(logs["online"], logs["shared_encoder"], rtol=1e-5)
+    for k, v in weights["online"].items():
+        torch.testing.assert_close(weights["shared_encoder"][k], v, rtol=1e-5, atol=1e-6)
+
+
 def test_cache_mode_needs_the_cache_teacher(setup, tmp_path):
     from speechdistill.cache import CacheIndex
 
