@@ -113,6 +113,14 @@ class HFLabeler:
         self.gen = gen
         self.multilingual = bool(getattr(gen, "is_multilingual", False))
         self.eos = gen.eos_token_id
+        # Without timestamps, a timestamp token would be taken by ``generate`` for a segment
+        # boundary (and fail with encoder states alone): Whisper never emits one after
+        # <|notimestamps|>, a weak or fine-tuned teacher might, so they are suppressed.
+        first_ts = gen.no_timestamps_token_id + 1
+        self.suppress_timestamps = [
+            *(gen.suppress_tokens or []),
+            *range(first_ts, model.config.vocab_size),
+        ]
         tok = processor.tokenizer
         nospeech = [t for t in ("<|nospeech|>", "<|nocaptions|>") if t in tok.get_vocab()]
         self.no_speech_id = (
@@ -183,6 +191,8 @@ class HFLabeler:
         kwargs["return_timestamps"] = cfg.return_timestamps
         if cfg.max_new_tokens is not None:
             kwargs["max_new_tokens"] = cfg.max_new_tokens
+        if not cfg.return_timestamps:
+            kwargs["suppress_tokens"] = self.suppress_timestamps
         if self.multilingual:
             kwargs["task"] = cfg.task
             kwargs["language"] = langs

@@ -270,6 +270,36 @@ def test_timestamps_and_multilingual_prompts(tmp_path, tiny_en_teacher, labeler)
         HFLabeler(labeler.model, labeler.processor, PseudoLabelConfig(language="pt"))
 
 
+def test_timestamp_tokens_are_suppressed_without_timestamps(tmp_path):
+    """A teacher that would emit a timestamp token after <|notimestamps|> (here: every step)
+    still gives a plain transcript; ``generate`` alone would take it for a segment boundary."""
+    from whisper_builders import english_tokenizer, save_random_whisper
+
+    model_dir = save_random_whisper(tmp_path / "ts", english_tokenizer(), multilingual=False,
+                                    max_source_positions=1500)  # fmt: skip
+    from speechdistill.teacher import load_teacher
+
+    model, processor = load_teacher(model_dir)
+    gen = model.generation_config
+    stamp = gen.no_timestamps_token_id + 7
+    with torch.no_grad():  # the final hidden state is a constant v whose best token is <|0.12|>
+        v = torch.randn(model.config.d_model)
+        model.model.decoder.layer_norm.weight.zero_()
+        model.model.decoder.layer_norm.bias.copy_(v)
+        model.model.decoder.embed_tokens.weight[stamp] = 10 * v
+    rng = np.random.default_rng(0)
+    audios = [rng.standard_normal(16000 * s).astype(np.float32) * 0.1 for s in (1, 2)]
+    ml = HFLabeler(model, processor, PseudoLabelConfig(max_new_tokens=6))
+    assert [t for t in ml.suppress_timestamps if t > gen.no_timestamps_token_id] == list(
+        range(gen.no_timestamps_token_id + 1, model.config.vocab_size)
+    )
+    for lb in ml.label(["a", "b"], audios):
+        assert lb.tokens and max(lb.tokens) <= gen.no_timestamps_token_id
+    ts = HFLabeler(model, processor, PseudoLabelConfig(max_new_tokens=6, return_timestamps=True))
+    (lb,) = ts.label(["a"], audios[:1])
+    assert "<|0.12|>" in lb.text_ts  # with timestamps it is still emitted
+
+
 def test_timestamps(labeler, six):
     from speechdistill.audio import AudioReader
 

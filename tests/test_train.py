@@ -162,6 +162,27 @@ def test_shared_encoder_trains_exactly_as_the_online_teacher(setup, tmp_path):
         torch.testing.assert_close(weights["shared_encoder"][k], v, rtol=1e-5, atol=1e-6)
 
 
+def test_bf16_teacher_still_shares_the_students_encoder(setup, tmp_path):
+    """Mixed precision loads the teacher in bf16; its encoder is still the student's (compared at
+    bf16), so shared_encoder runs, and its first-step losses are the fp32 ones within bf16's
+    rounding."""
+    from accelerate.state import AcceleratorState
+
+    first = {}
+    for precision in ("no", "bf16"):
+        AcceleratorState._reset_state(reset_partial_state=True)  # one precision per process
+        out = tmp_path / precision
+        train_whisper(setup["student"], setup["teacher"], setup["pl"], setup["dev"], out,
+                      _small(teacher_mode="shared_encoder", mixed_precision=precision,
+                             max_steps=1, eval_steps=1, save_steps=1))  # fmt: skip
+        with open(out / "train_log.csv") as f:
+            row = next(csv.DictReader(f))
+        first[precision] = (float(row["ce"]), float(row["kd"]))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    np.testing.assert_allclose(first["bf16"], first["no"], rtol=0.05)
+    assert first["bf16"] != first["no"]  # bf16 really ran
+
+
 def test_cache_mode_needs_the_cache_teacher(setup, tmp_path):
     from speechdistill.cache import CacheIndex
 

@@ -67,9 +67,13 @@ def _load(model_dir: PathLike, device, dtype=None):
     return load_teacher(str(model_dir), device=str(device), dtype=dtype)
 
 
-def _same_encoder(a, b) -> bool:
-    sa, sb = a.model.encoder.state_dict(), b.model.encoder.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k].to(sa[k].device)) for k in sa)
+def _same_encoder(student, teacher) -> bool:
+    """Whether the encoders hold the same weights, the student's seen at the teacher's precision
+    (a teacher loaded in bf16/fp16 for mixed-precision training still shares its encoder)."""
+    ss, st = student.model.encoder.state_dict(), teacher.model.encoder.state_dict()
+    return ss.keys() == st.keys() and all(
+        torch.equal(ss[k].to(st[k].device, st[k].dtype), st[k]) for k in ss
+    )
 
 
 def _freeze(student, config: TrainConfig) -> None:
@@ -179,7 +183,8 @@ class WhisperKDTrainer(AcceleratedTrainer):
         )
         set_seed(config.seed)
         device = self.acc.device
-        self.student, self.processor = _load(student_dir, device)
+        # float32 master weights whatever the device (mixed precision autocasts the compute)
+        self.student, self.processor = _load(student_dir, device, torch.float32)
         self.student.train()
         _freeze(self.student, config)
         if config.gradient_checkpointing:
@@ -265,7 +270,8 @@ class WhisperKDTrainer(AcceleratedTrainer):
             feats = inner.model._mask_input_features(feats)  # transformers' SpecAugment
         with torch.no_grad():
             if cfg.teacher_mode == "shared_encoder":
-                enc = inner.model.encoder(feats).last_hidden_state
+                with self.acc.autocast():  # the precision of the student's own (wrapped) forward
+                    enc = inner.model.encoder(feats).last_hidden_state
                 t_logits = self.teacher(encoder_outputs=(enc.to(self.teacher.dtype),),
                                         decoder_input_ids=dec_in).logits  # fmt: skip
             else:
