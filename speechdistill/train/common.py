@@ -212,6 +212,34 @@ class AcceleratedTrainer:
     def _plot(self) -> None:
         raise NotImplementedError
 
+    # ---------------------------------------------------------------------------- set-up
+    def _prepare(self, model: torch.nn.Module, dataset, collate_fn, train_dir: PathLike) -> None:
+        """Set ``dataset``, ``sampler`` and, through ``acc.prepare``, ``student``, ``optimizer``
+        (AdamW, no decay on 1-d parameters), ``loader`` and ``scheduler``.
+
+        The loader has its own generator: starting an epoch draws no number from the global RNG,
+        so dropout masks after a resume equal those of an uninterrupted run.
+        """
+        cfg = self.config
+        if len(dataset) < cfg.batch_size * self.acc.num_processes:
+            raise ValueError(f"{train_dir}: {len(dataset)} utterances, fewer than one batch")
+        self.dataset = dataset
+        self.sampler = EpochSampler(len(dataset), cfg.seed)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            sampler=self.sampler,
+            collate_fn=collate_fn,
+            num_workers=cfg.num_workers,
+            drop_last=True,
+            generator=torch.Generator(),
+        )
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+        scheduler = make_scheduler(self.acc, optimizer, cfg)
+        self.student, self.optimizer, self.loader, self.scheduler = self.acc.prepare(
+            model, optimizer, loader, scheduler
+        )
+
     # ---------------------------------------------------------------------------- outputs
     def _save_model(self, model: torch.nn.Module, target: Path) -> None:
         """:meth:`_write_model` into a temporary directory, then swap it in for ``target``."""

@@ -29,10 +29,7 @@ from speechdistill.datadir import DataDir
 from speechdistill.losses import IGNORE_INDEX
 from speechdistill.train.common import (
     AcceleratedTrainer,
-    EpochSampler,
     MetricState,
-    make_scheduler,
-    param_groups,
     plot_curves,
     tensorboard_writer,
 )
@@ -227,26 +224,8 @@ class CTCTrainer(AcceleratedTrainer):
             "vocab_size": len(vocab),
             "num_params": sum(p.numel() for p in model.parameters()),
         }
-        self.dataset = WaveformDataset(train_dir, max_duration=config.max_duration, labels=labels)
-        if len(self.dataset) < config.batch_size * self.acc.num_processes:
-            raise ValueError(f"{train_dir}: {len(self.dataset)} utterances, fewer than one batch")
-        self.sampler = EpochSampler(len(self.dataset), config.seed)
-        loader = torch.utils.data.DataLoader(
-            self.dataset,
-            batch_size=config.batch_size,
-            sampler=self.sampler,
-            collate_fn=CTCCollator(fe),
-            num_workers=config.num_workers,
-            drop_last=True,
-            # its own generator: starting an epoch draws no number from the global RNG, so
-            # dropout masks after a resume equal those of an uninterrupted run
-            generator=torch.Generator(),
-        )
-        optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
-        scheduler = make_scheduler(self.acc, optimizer, config)
-        self.student, self.optimizer, self.loader, self.scheduler = self.acc.prepare(
-            model, optimizer, loader, scheduler
-        )
+        dataset = WaveformDataset(train_dir, max_duration=config.max_duration, labels=labels)
+        self._prepare(model, dataset, CTCCollator(fe), train_dir)
         self.ema = None
         self.evaluator = None
         if self.acc.is_main_process:

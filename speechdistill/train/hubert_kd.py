@@ -45,10 +45,7 @@ from speechdistill.students.hubert import (
 )
 from speechdistill.train.common import (
     AcceleratedTrainer,
-    EpochSampler,
     MetricState,
-    make_scheduler,
-    param_groups,
     plot_curves,
     tensorboard_writer,
 )
@@ -413,29 +410,11 @@ class HubertKDTrainer(AcceleratedTrainer):
             whisper_features=self.teacher.feature_extractor if whisper else None,
         )
         self.dataset = WaveformDataset(train_dir, max_duration=max_duration)
-        if len(self.dataset) < config.batch_size * self.acc.num_processes:
-            raise ValueError(f"{train_dir}: {len(self.dataset)} utterances, fewer than one batch")
         collate = self.collator
         if config.teacher_cache:
             targets = self._cached_targets(model)
             collate = DistilCollator(fe, c.conv_kernel, c.conv_stride, targets=targets)
-        self.sampler = EpochSampler(len(self.dataset), config.seed)
-        loader = torch.utils.data.DataLoader(
-            self.dataset,
-            batch_size=config.batch_size,
-            sampler=self.sampler,
-            collate_fn=collate,
-            num_workers=config.num_workers,
-            drop_last=True,
-            # its own generator: starting an epoch draws no number from the global RNG, so
-            # dropout masks after a resume equal those of an uninterrupted run
-            generator=torch.Generator(),
-        )
-        optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
-        scheduler = make_scheduler(self.acc, optimizer, config)
-        self.student, self.optimizer, self.loader, self.scheduler = self.acc.prepare(
-            model, optimizer, loader, scheduler
-        )
+        self._prepare(model, self.dataset, collate, train_dir)
         self.ema = None
         self.evaluator = None
         if self.acc.is_main_process:

@@ -17,6 +17,7 @@ position, so a killed run resumes exactly where it stopped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,6 @@ from speechdistill.train.common import (  # noqa: F401  (re-exported)
     EpochSampler,
     make_scheduler,
 )
-from speechdistill.train.common import param_groups as _param_groups
 from speechdistill.train.common import tensorboard_writer as _tensorboard
 from speechdistill.train.config import TrainConfig
 from speechdistill.train.data import KDDataset, collate
@@ -214,25 +214,10 @@ class WhisperKDTrainer(AcceleratedTrainer):
                     "teacher_mode=shared_encoder needs the student's encoder to equal the "
                     "teacher's (init-student without --encoder-layers); use teacher_mode=online"
                 )
-        self.dataset = KDDataset(train_dir, self.processor, self.student.generation_config,
-                                 config, cache=cache)  # fmt: skip
-        self.sampler = EpochSampler(len(self.dataset), config.seed)
+        dataset = KDDataset(train_dir, self.processor, self.student.generation_config, config,
+                            cache=cache)  # fmt: skip
         pad = self.student.generation_config.pad_token_id
-        loader = torch.utils.data.DataLoader(
-            self.dataset,
-            batch_size=config.batch_size,
-            sampler=self.sampler,
-            collate_fn=lambda items: collate(items, pad),
-            num_workers=config.num_workers,
-            drop_last=True,
-        )
-        optimizer = torch.optim.AdamW(
-            _param_groups(self.student, config.weight_decay), lr=config.lr
-        )
-        scheduler = make_scheduler(self.acc, optimizer, config)
-        self.student, self.optimizer, self.loader, self.scheduler = self.acc.prepare(
-            self.student, optimizer, loader, scheduler
-        )
+        self._prepare(self.student, dataset, functools.partial(collate, pad_id=pad), train_dir)
         self.ema = (
             EMA(self.acc.unwrap_model(self.student), config.ema_decay) if config.ema_decay else None
         )
