@@ -44,6 +44,19 @@ class DecodeConfig:
     device: str = "cpu"
     dtype: str | None = None
     skip_bad: bool = False
+    #: Whisper's temperature fallback: an output whose token compression ratio exceeds 1.35 (a
+    #: repetition loop) or whose mean log-probability is below -1 is decoded again at
+    #: temperature 0.2, 0.4, … 1.0 (sampling, seeded per batch).
+    temperature_fallback: bool = False
+
+
+#: Whisper's fallback schedule and thresholds (the paper's; the ratio is transformers' token one)
+FALLBACK = {
+    "temperature": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+    "compression_ratio_threshold": 1.35,
+    "logprob_threshold": -1.0,
+}
+FALLBACK_SEED = 0
 
 
 @dataclass
@@ -122,6 +135,9 @@ class WhisperTranscriber:
             if cfg.language is not None:
                 kwargs["language"] = cfg.language
         kwargs["return_timestamps"] = cfg.return_timestamps or long_form
+        if cfg.temperature_fallback:
+            del kwargs["do_sample"]  # generate samples at each temperature above 0
+            kwargs.update(FALLBACK)
         return kwargs
 
     @torch.inference_mode()
@@ -129,6 +145,8 @@ class WhisperTranscriber:
         """Token ids (prompt removed) for a batch of waveforms."""
         inputs = self.features(audios)
         long_form = "attention_mask" in inputs
+        if self.config.temperature_fallback:
+            torch.manual_seed(FALLBACK_SEED)  # the same batch gives the same output
         out = self.model.generate(**inputs, **self.generate_kwargs(long_form))
         return out if isinstance(out, torch.Tensor) else out["sequences"]
 

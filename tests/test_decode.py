@@ -167,3 +167,34 @@ def test_multilingual_language_and_task_reach_the_prompt(tmp_path):
     en_dir = save_random_whisper(tmp_path / "en", english_tokenizer(), multilingual=False)
     with pytest.raises(ValueError, match="English-only"):
         WhisperTranscriber.from_pretrained(en_dir, DecodeConfig(language="pt"))
+
+
+def test_temperature_fallback_breaks_a_repetition_loop(tmp_path, mini_corpus):
+    """A random model loops under greedy decoding; with Whisper's fallback the looping outputs
+    are decoded again by (seeded) sampling: no loop, and the same output every run. The CLI flag
+    reaches the decoder and is recorded in decode.json."""
+    from whisper_builders import english_tokenizer, save_random_whisper
+
+    from speechdistill.teacher import load_teacher
+
+    model_dir = save_random_whisper(tmp_path / "m", english_tokenizer(), multilingual=False,
+                                    max_source_positions=1500)  # fmt: skip
+    model, processor = load_teacher(model_dir)
+    rng = np.random.default_rng(0)
+    audios = [rng.standard_normal(16000 * s).astype(np.float32) * 0.1 for s in (1, 2)]
+    greedy = WhisperTranscriber(model, processor, DecodeConfig(max_new_tokens=30)).generate(audios)
+    fallback = WhisperTranscriber(
+        model, processor, DecodeConfig(max_new_tokens=30, temperature_fallback=True)
+    )
+    first, again = fallback.generate(audios), fallback.generate(audios)
+    assert torch.equal(first, again)
+    for loop, fixed in zip(greedy.tolist(), first.tolist(), strict=True):
+        assert len(set(loop)) <= 5 < 10 < len(set(fixed))
+
+    data = subset(mini_corpus / "dev", tmp_path / "data", first=2)
+    out = tmp_path / "out"
+    argv = ["decode", "--model", str(model_dir), "--data", str(data), "--out", str(out),
+            "--max-new-tokens", "30", "--temperature-fallback"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((out / "decode.json").read_text())["config"]["temperature_fallback"]
+    assert len(read_kv(out / "text")) == 2

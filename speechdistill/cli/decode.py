@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_generation_args(p)
     p.add_argument(
+        "--temperature-fallback",
+        action="store_true",
+        help="Whisper's fallback: decode again at temperature 0.2 … 1.0 (seeded sampling) "
+        "when the output loops (token compression ratio > 1.35) or its mean log-prob < -1",
+    )
+    p.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable audio (counted) instead of failing"
     )
     p.set_defaults(func=_run)
@@ -58,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         skip_bad=args.skip_bad,
+        temperature_fallback=args.temperature_fallback,
     )
     decode_data_dir(args.model, args.data, args.out, config)
     return 0
