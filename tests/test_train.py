@@ -162,6 +162,30 @@ def test_shared_encoder_trains_exactly_as_the_online_teacher(setup, tmp_path):
         torch.testing.assert_close(weights["shared_encoder"][k], v, rtol=1e-5, atol=1e-6)
 
 
+def test_ema_weights_are_the_ones_evaluated_and_saved(setup, tmp_path):
+    """With ema_decay the trained model is the running average, with the warm-up
+    min(decay, (1 + t) / (10 + t)), of the weights an EMA-less run holds after each step."""
+    kw = dict(teacher_mode="cache", cache_dir=str(setup["pl"] / "cache"), temperature=1.0,
+              max_steps=3, eval_steps=3, save_steps=1, keep_checkpoints=3, lr=1e-3,
+              lr_schedule="constant_with_warmup")  # fmt: skip
+    plain = tmp_path / "plain"
+    train_whisper(setup["student"], setup["teacher"], setup["pl"], setup["dev"], plain,
+                  _small(**kw))  # fmt: skip
+    per_step = [load_file(plain / "checkpoints" / f"step_{s:07d}" / "model.safetensors")
+                for s in (1, 2, 3)]  # fmt: skip
+    averaged = tmp_path / "ema"
+    train_whisper(setup["student"], setup["teacher"], setup["pl"], setup["dev"], averaged,
+                  _small(**kw, ema_decay=0.5))  # fmt: skip
+    got = load_file(averaged / "model.safetensors")
+    name = "model.decoder.layers.1.fc2.weight"
+    expected = load_file(setup["student"] / "model.safetensors")[name].clone()
+    for step, weights in enumerate(per_step, 1):
+        decay = min(0.5, (1 + step) / (10 + step))
+        expected = decay * expected + (1 - decay) * weights[name]
+    torch.testing.assert_close(got[name], expected, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(got[name], per_step[-1][name])
+
+
 def test_bf16_teacher_still_shares_the_students_encoder(setup, tmp_path):
     """Mixed precision loads the teacher in bf16; its encoder is still the student's (compared at
     bf16), so shared_encoder runs, and its first-step losses are the fp32 ones within bf16's

@@ -52,18 +52,27 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
 
 class EMA:
-    """Exponential moving average of the trainable parameters (evaluated and saved in their stead)."""
+    """Exponential moving average of the trainable parameters (evaluated and saved in their stead).
+
+    The decay warms up as min(decay, (1 + step) / (10 + step)), so that early averages are not
+    dominated by the initial weights (0.995 would keep 60 % of them after 100 steps).
+    """
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.shadow = {n: p.detach().clone().float() for n, p in model.named_parameters()
                        if p.requires_grad}  # fmt: skip
 
+    def decay_at(self, step: int) -> float:
+        """The decay used by the update after optimiser step ``step`` (1-based)."""
+        return min(self.decay, (1 + step) / (10 + step))
+
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = self.decay_at(step)
         for n, p in model.named_parameters():
             if n in self.shadow:
-                self.shadow[n].lerp_(p.detach().float(), 1.0 - self.decay)
+                self.shadow[n].lerp_(p.detach().float(), 1.0 - decay)
 
     @torch.no_grad()
     def swap(self, model: torch.nn.Module) -> None:
@@ -314,7 +323,7 @@ class AcceleratedTrainer:
                 steps_since += 1
                 bar.update(1)
                 if self.ema is not None:
-                    self.ema.update(acc.unwrap_model(self.student))
+                    self.ema.update(acc.unwrap_model(self.student), self.state.step)
                 step = self.state.step
                 now = time.perf_counter()
                 running["sec_per_step"] = running.get("sec_per_step", 0.0) + now - t_last
