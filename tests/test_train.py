@@ -133,6 +133,7 @@ def test_training_modes_run_and_keep_the_best_dev_checkpoint(setup, tmp_path, mo
     assert [int(r["step"]) for r in rows] == [1, 2]
     assert all(float(r["loss"]) > 0 and float(r["ce"]) > 0 and float(r["kd"]) > 0 for r in rows)
     assert (out / "curves.png").stat().st_size > 1000
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     # the trained student is the best dev checkpoint, in safetensors, and it differs from init
     trained = load_file(out / "model.safetensors")
     init = load_file(setup["student"] / "model.safetensors")
@@ -184,6 +185,73 @@ def test_ema_weights_are_the_ones_evaluated_and_saved(setup, tmp_path):
         expected = decay * expected + (1 - decay) * weights[name]
     torch.testing.assert_close(got[name], expected, rtol=1e-5, atol=1e-7)
     assert not torch.allclose(got[name], per_step[-1][name])
+
+
+def test_specaugment_masks_the_features_and_checkpointing_changes_no_number(setup, tmp_path):
+    """SpecAugment really masks (other losses than without it, the same in two seeded runs)
+    and is not saved into the student's config; gradient checkpointing gives the same losses
+    and weights as plain back-propagation."""
+    runs = {
+        "plain": {},
+        "specaugment": {"specaugment": True},
+        "specaugment_again": {"specaugment": True},
+        "checkpointing": {"gradient_checkpointing": True},
+    }
+    logs, weights = {}, {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        train_whisper(setup["student"], setup["teacher"], setup["pl"], setup["dev"], out,
+                      _small(teacher_mode="shared_encoder", eval_steps=2, **extra))  # fmt: skip
+        with open(out / "train_log.csv") as f:
+            logs[name] = [(float(r["ce"]), float(r["kd"])) for r in csv.DictReader(f)]
+        weights[name] = load_file(out / "model.safetensors")
+        assert json.loads((out / "config.json").read_text()).get("apply_spec_augment") is False
+    assert logs["specaugment"] == logs["specaugment_again"]
+    assert logs["specaugment"][0] != logs["plain"][0]
+    np.testing.assert_allclose(logs["checkpointing"], logs["plain"], rtol=1e-5)
+    for k, v in weights["plain"].items():
+        torch.testing.assert_close(weights["checkpointing"][k], v, rtol=1e-5, atol=1e-6)
+
+
+def _copies_of_one_utterance(src: Path, out: Path, n: int) -> Path:
+    """A data dir holding ``n`` copies of the first utterance of ``src`` (every per-utterance
+    file copied), so that every batch has the same number of label tokens."""
+    one = subset(src, out.parent / f"{out.name}_one", first=1)
+    out.mkdir()
+    (utt,) = read_kv(one / "utt2spk")
+    ids = [f"{utt}-{i}" for i in range(n)]
+    for f in one.iterdir():
+        if not f.is_file() or f.suffix == ".json":
+            continue
+        if f.name == "spk2utt":
+            spk = f.read_text().split()[0]
+            (out / f.name).write_text(" ".join([spk, *ids]) + "\n")
+            continue
+        rest = f.read_text().split(" ", 1)[1]
+        (out / f.name).write_text("".join(f"{i} {rest}" for i in ids))
+    return out
+
+
+def test_gradient_accumulation_equals_the_larger_batch(setup, tmp_path):
+    """2 accumulated batches of 1 make the same steps as batches of 2 (equal-length labels:
+    accumulation averages the micro-batches' token means)."""
+    data = _copies_of_one_utterance(setup["pl"], tmp_path / "copies", 4)
+    logs, weights = {}, {}
+    for name, (batch, accum) in {"accumulated": (1, 2), "batched": (2, 1)}.items():
+        out = tmp_path / name
+        train_whisper(setup["student"], setup["teacher"], data, setup["dev"], out,
+                      _small(teacher_mode="shared_encoder", batch_size=batch, grad_accum=accum,
+                             lr=1e-3))  # fmt: skip
+        with open(out / "train_log.csv") as f:
+            logs[name] = [(float(r["ce"]), float(r["kd"])) for r in csv.DictReader(f)]
+        weights[name] = load_file(out / "model.safetensors")
+    assert len(logs["accumulated"]) == 2
+    np.testing.assert_allclose(logs["accumulated"], logs["batched"], rtol=1e-5)
+    for k, v in weights["batched"].items():  # rounding differences, amplified by Adam
+        torch.testing.assert_close(weights["accumulated"][k], v, rtol=1e-4, atol=1e-5)
+    name = "model.decoder.layers.1.fc2.weight"  # a step moves weights far more than that
+    init = load_file(setup["student"] / "model.safetensors")[name]
+    assert (weights["batched"][name] - init).abs().max() > 1e-4
 
 
 def test_bf16_teacher_still_shares_the_students_encoder(setup, tmp_path):

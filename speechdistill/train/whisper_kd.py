@@ -76,6 +76,19 @@ def _same_encoder(student, teacher) -> bool:
     )
 
 
+def _spec_augment(model, feats: torch.Tensor) -> torch.Tensor:
+    """transformers' Whisper SpecAugment (the model config's ``mask_time_prob``, … ; numpy's
+    seeded RNG), applied once here so that teacher and student see the same masked features in
+    every teacher mode. ``apply_spec_augment`` stays off in the config: the student's own
+    forward would mask a second time, and the saved student would carry it."""
+    config = model.config
+    config.apply_spec_augment = True
+    try:
+        return model.model._mask_input_features(feats)
+    finally:
+        config.apply_spec_augment = False
+
+
 def _freeze(student, config: TrainConfig) -> None:
     if config.freeze_encoder:
         student.model.encoder.requires_grad_(False)
@@ -185,6 +198,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
         device = self.acc.device
         # float32 master weights whatever the device (mixed precision autocasts the compute)
         self.student, self.processor = _load(student_dir, device, torch.float32)
+        self.student.config.apply_spec_augment = False  # masking is ours (config.specaugment)
         self.student.train()
         _freeze(self.student, config)
         if config.gradient_checkpointing:
@@ -252,7 +266,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
         feats = batch["input_features"]
         inner = self.acc.unwrap_model(student)
         if cfg.specaugment:
-            feats = inner.model._mask_input_features(feats)  # transformers' SpecAugment
+            feats = _spec_augment(inner, feats)
         with torch.no_grad():
             if cfg.teacher_mode == "shared_encoder":
                 with self.acc.autocast():  # the precision of the student's own (wrapped) forward
