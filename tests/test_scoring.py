@@ -407,3 +407,44 @@ def test_results_md_from_paths_uses_path_names(tmp_path):
     write_score_dir(res, d)
     md = format_results_md([("", d / "results.json")])
     assert "## tiny" in md and "|dev|6|16|" in md
+
+
+def test_paired_bootstrap_of_two_systems(tmp_path):
+    """B − A on the same utterances: the exact difference, an interval around it, P(B better);
+    mismatched utterances or normalisers are refused; the CLI prints and writes it."""
+    from speechdistill.scoring import paired_bootstrap
+
+    refs = {f"u{i}": "the cat sat on mats" for i in range(20)}
+    hyp_a = dict(refs)
+    hyp_b = dict(refs)
+    for i in range(6):  # B: one substitution in 6 utterances; A: one in 2 of them
+        hyp_b[f"u{i}"] = "the cat sat on hats"
+    hyp_a["u0"] = hyp_a["u1"] = "the cat sat on hats"
+    a, b = score(refs, hyp_a, bootstrap=0), score(refs, hyp_b, bootstrap=0)
+    cmp = paired_bootstrap(a, b, n_resamples=2000, seed=1)
+    assert (cmp.n_utts, cmp.words) == (20, 100)
+    assert cmp.wer_a == 0.02 and cmp.wer_b == 0.06 and abs(cmp.delta - 0.04) < 1e-12
+    lo, hi = cmp.delta_ci
+    assert 0.0 <= lo < 0.04 < hi  # B is never better than A on an utterance
+    assert cmp.p_b_better == 0.0
+    assert paired_bootstrap(b, a, n_resamples=2000, seed=1).delta_ci == (-hi, -lo)
+    assert paired_bootstrap(a, b, n_resamples=2000, seed=1) == cmp  # deterministic
+
+    with pytest.raises(ValueError, match="one result only: u19"):
+        paired_bootstrap(a, score({k: refs[k] for k in refs if k != "u19"},
+                                  {k: hyp_b[k] for k in refs if k != "u19"}, bootstrap=0))  # fmt: skip
+    with pytest.raises(ValueError, match="different normalisers"):
+        paired_bootstrap(a, score(refs, hyp_b, normalizer="none", bootstrap=0))
+
+    for name, hyp in (("a", hyp_a), ("b", hyp_b)):
+        (tmp_path / name).write_text("".join(f"{k} {v}\n" for k, v in hyp.items()))
+    (tmp_path / "ref").write_text("".join(f"{k} {v}\n" for k, v in refs.items()))
+    out = tmp_path / "cmp.json"
+    argv = ["compare", "--ref", str(tmp_path / "ref"), "--hyp-a", str(tmp_path / "a"),
+            "--hyp-b", str(tmp_path / "b"), "--out", str(out), "--seed", "1",
+            "--bootstrap", "2000"]  # fmt: skip
+    assert main(argv) == 0
+    body = json.loads(out.read_text())
+    assert body["delta"] == pytest.approx(0.04) and body["delta_ci"] == pytest.approx(
+        [lo, hi], abs=1e-4
+    )
