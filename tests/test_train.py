@@ -48,6 +48,16 @@ def test_config_file_overrides_and_presets(tmp_path):
     assert TrainConfig.from_sources(tmp_path / "saved.yaml", {}) == cfg
 
 
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).parents[1].glob("egs/*/conf/train*.yaml")),
+    ids=lambda p: f"{p.parts[-3]}/{p.name}",
+)
+def test_recipe_training_configs_load(path):
+    """Every recipe's Distil-Whisper config is a valid set of training options."""
+    assert TrainConfig.from_sources(path, {}).max_steps > 0
+
+
 # ------------------------------------------------------------------------------------------
 # fixtures: pseudo-labels (with caches) of a few mini_en utterances, a 2-layer student
 

@@ -6,9 +6,8 @@
 # The student learns from every pseudo-label (--filter none): with 300 clips, data is what the
 # 2-layer decoder lacks most (all 300: dev WER 34.7 %, test 31.0 %; the label-free filter's 237:
 # dev 35.1 % but one test utterance looping). Add --filter label_free to run the filter stage.
-# Meeting the teacher within 3 WER points takes more audio:
-#   ./run.sh --local_data_opts "--num_train 1000" --train_opts "--max-steps 600 --warmup-steps 50"
-# (see README.md).
+# Coming near the teacher takes more audio (about 35 minutes; see README.md):
+#   ./run.sh --local_data_opts "--num_train 1000" --train_config conf/train_1k.yaml
 set -euo pipefail
 cd "$(dirname "$0")"
 
