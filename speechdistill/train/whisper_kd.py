@@ -202,7 +202,9 @@ class WhisperKDTrainer(AcceleratedTrainer):
         self.student.train()
         _freeze(self.student, config)
         if config.gradient_checkpointing:
-            self.student.gradient_checkpointing_enable()
+            # the new name in recent transformers (the old one is deprecated there)
+            enable = getattr(self.student, "activation_checkpointing_enable", None)
+            (enable or self.student.gradient_checkpointing_enable)()
         self.teacher = None
         cache = None
         if config.teacher_mode == "cache":
