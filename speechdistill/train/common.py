@@ -124,10 +124,11 @@ def make_scheduler(acc, optimizer: torch.optim.Optimizer, config: Any):
 
 
 def tensorboard_writer(path: Path):
-    """A TensorBoard ``SummaryWriter``, or None when tensorboard is not installed."""
+    """A TensorBoard ``SummaryWriter``, or None (logged) when tensorboard is not installed."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
+        log.info("tensorboard is not installed (pip install 'speechdistill[logs]'): CSV log only")
         return None
     return SummaryWriter(str(path))
 
