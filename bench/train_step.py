@@ -16,7 +16,8 @@ the first two steps of each run (warm-up) are left out; medians over rounds.
     python bench/train_step.py [--steps 6] [--rounds 3] [--batch-size 8] [--work DIR]
     # on a GPU machine without espeak-ng: build the corpus and the teacher's skeleton here,
     python bench/train_step.py --shape large-v3 --batch-size 32 --work W --prepare-only
-    # then, there (random weights are drawn on the GPU):
+    # then, there (random weights are drawn on the GPU; the wav.scp files hold absolute paths:
+    # if W moved, sed -i "s# /old/W/# $PWD/W/#" W/*/wav.scp W/*/*/wav.scp):
     python bench/train_step.py --shape large-v3 --batch-size 32 --work W \
         --mixed-precision bf16 --num-workers 8 --out figures.json
 """
