@@ -221,6 +221,14 @@ def test_specaugment_masks_the_features_and_checkpointing_changes_no_number(setu
     np.testing.assert_allclose(logs["checkpointing"], logs["plain"], rtol=1e-5)
     for k, v in weights["plain"].items():
         torch.testing.assert_close(weights["checkpointing"][k], v, rtol=1e-5, atol=1e-6)
+    from speechdistill.train.whisper_kd import WhisperKDTrainer
+
+    trainer = WhisperKDTrainer(setup["student"], setup["teacher"], setup["pl"], setup["dev"],
+                               tmp_path / "on", _small(gradient_checkpointing=True,
+                                                       teacher_mode="shared_encoder"))  # fmt: skip
+    model = trainer.acc.unwrap_model(trainer.student)
+    on = getattr(model, "is_activation_checkpointing", None)  # the new name, where it exists
+    assert model.is_gradient_checkpointing if on is None else on  # really on
 
 
 def _copies_of_one_utterance(src: Path, out: Path, n: int) -> Path:
