@@ -403,6 +403,29 @@ def _score_view(
     return ViewScore(name, dict(options), tuple(scored), pooled.words, pooled.chars, wer_ci, cer_ci)
 
 
+def _resampled_sums(
+    errors: Sequence[float] | np.ndarray,
+    totals: Sequence[float] | np.ndarray,
+    n_resamples: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``sum(errors)`` and ``sum(totals)`` over ``n_resamples`` item resamples (numpy's
+    ``default_rng(seed)``), or None when there is nothing to resample."""
+    err = np.asarray(errors, dtype=np.float64)
+    tot = np.asarray(totals, dtype=np.float64)
+    n = len(err)
+    if n == 0 or n_resamples <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    e_sums, t_sums = np.empty(n_resamples), np.empty(n_resamples)
+    chunk = max(1, 4_000_000 // n)  # bound the index matrix to ~32 MB
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        e_sums[start:stop], t_sums[start:stop] = err[idx].sum(axis=1), tot[idx].sum(axis=1)
+    return e_sums, t_sums
+
+
 def bootstrap_ci(
     errors: Sequence[float] | np.ndarray,
     totals: Sequence[float] | np.ndarray,
@@ -416,22 +439,18 @@ def bootstrap_ci(
     Deterministic for a seed (numpy's ``default_rng``); the same seed draws the same resamples for
     WER and CER. Resamples whose total is 0 are dropped; None when nothing is left to resample.
     """
-    err = np.asarray(errors, dtype=np.float64)
-    tot = np.asarray(totals, dtype=np.float64)
-    n = len(err)
-    if n == 0 or n_resamples <= 0:
-        return None
+    sums = _resampled_sums(errors, totals, n_resamples, seed)
+    return None if sums is None else _percentile_interval(*sums, confidence)
+
+
+def _percentile_interval(
+    e: np.ndarray, t: np.ndarray, confidence: float
+) -> tuple[float, float] | None:
+    """The percentile interval of the resampled rates ``e / t`` (resamples with t = 0 dropped)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    rng = np.random.default_rng(seed)
-    rates = np.empty(n_resamples)
-    chunk = max(1, 4_000_000 // n)  # bound the index matrix to ~32 MB
-    for start in range(0, n_resamples, chunk):
-        stop = min(n_resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        e, t = err[idx].sum(axis=1), tot[idx].sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rates[start:stop] = np.where(t > 0, e / np.where(t > 0, t, 1), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = np.where(t > 0, e / np.where(t > 0, t, 1), np.nan)
     rates = rates[np.isfinite(rates)]
     if rates.size == 0:
         return None
@@ -499,12 +518,11 @@ def paired_bootstrap(
     err_a = np.array([ua[u].words.err for u in utts], dtype=np.float64)
     err_b = np.array([ub[u].words.err for u in utts], dtype=np.float64)
     words = np.array([ua[u].words.ref for u in utts], dtype=np.float64)
-    delta_ci = bootstrap_ci(err_b - err_a, words, n_resamples=n_resamples, seed=seed,
-                            confidence=confidence)  # fmt: skip
-    p_better = None
-    if n_resamples > 0 and utts:
-        idx = np.random.default_rng(seed).integers(0, len(utts), size=(n_resamples, len(utts)))
-        p_better = float(((err_b - err_a)[idx].sum(axis=1) < 0).mean())
+    sums = _resampled_sums(err_b - err_a, words, n_resamples, seed)
+    delta_ci, p_better = None, None
+    if sums is not None:
+        delta_ci = _percentile_interval(*sums, confidence)
+        p_better = float((sums[0] < 0).mean())
     return PairedComparison(len(utts), int(words.sum()), va.wer, vb.wer, delta_ci, p_better)
 
 
