@@ -21,6 +21,7 @@ from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import subset
 from speechdistill.losses import IGNORE_INDEX
 from speechdistill.pseudo_label import PseudoLabelConfig, pseudo_label
+from speechdistill.scoring import score
 from speechdistill.students.whisper import init_student
 from speechdistill.train.config import TrainConfig
 from speechdistill.train.data import KDDataset, collate
@@ -144,6 +145,13 @@ def test_training_modes_run_and_keep_the_best_dev_checkpoint(setup, tmp_path, mo
     assert all(float(r["loss"]) > 0 and float(r["ce"]) > 0 and float(r["kd"]) > 0 for r in rows)
     assert (out / "curves.png").stat().st_size > 1000
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    # each evaluation's dev hypotheses, scoring to the WER it logged
+    hyps = read_kv(out / "dev_decode" / "step_0000002.text")
+    assert sorted(hyps) == sorted(read_kv(setup["dev"] / "text"))
+    refs = read_kv(setup["dev"] / "text")
+    assert score(refs, hyps, normalizer="english", bootstrap=0).wer == pytest.approx(
+        summary["best_dev_wer"], abs=1e-5
+    )
     # the trained student is the best dev checkpoint, in safetensors, and it differs from init
     trained = load_file(out / "model.safetensors")
     init = load_file(setup["student"] / "model.safetensors")

@@ -11,7 +11,8 @@ teacher in one of three modes:
 
 The dev set is decoded every ``eval_steps`` (real greedy decoding, WER against its ``text``, or
 its ``text.teacher`` when it has no reference) and the best checkpoint on dev is kept: dev only,
-never a test set. Checkpoints hold model, optimiser, scheduler, RNG states, EMA and the data
+never a test set; each evaluation's hypotheses are kept in ``dev_decode/step_<N>.text``.
+Checkpoints hold model, optimiser, scheduler, RNG states, EMA and the data
 position, so a killed run resumes exactly where it stopped.
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 
 from speechdistill.datadir import DataDir
+from speechdistill.datadir.core import write_kv
 from speechdistill.losses import IGNORE_INDEX, ce_loss, distil_whisper_loss, sparse_kd_loss
 from speechdistill.train import common
 from speechdistill.train.common import (  # noqa: F401  (re-exported)
@@ -43,6 +45,9 @@ from speechdistill.train.data import KDDataset, collate
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
+
+#: where each evaluation writes its dev hypotheses (Kaldi text, one file per step)
+DEV_DECODE = "dev_decode"
 
 
 @dataclass
@@ -295,7 +300,9 @@ class WhisperKDTrainer(AcceleratedTrainer):
             if self.ema is not None:
                 self.ema.swap(model)
             t0 = time.perf_counter()
-            wer, _hyps = self.evaluator(model)
+            wer, hyps = self.evaluator(model)
+            # the hypotheses of every evaluation, to find what moved the dev WER (a loop, …)
+            write_kv(self.out / DEV_DECODE / f"step_{self.state.step:07d}.text", hyps)
             row = {"step": self.state.step, "dev_wer": round(wer, 5),
                    "eval_seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
             self.state.evals.append(row)
