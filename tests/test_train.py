@@ -239,45 +239,34 @@ def test_specaugment_masks_the_features_and_checkpointing_changes_no_number(setu
     assert model.is_gradient_checkpointing if on is None else on  # really on
 
 
-def _copies_of_one_utterance(src: Path, out: Path, n: int) -> Path:
-    """A data dir holding ``n`` copies of the first utterance of ``src`` (every per-utterance
-    file copied), so that every batch has the same number of label tokens."""
-    one = subset(src, out.parent / f"{out.name}_one", first=1)
-    out.mkdir()
-    (utt,) = read_kv(one / "utt2spk")
-    ids = [f"{utt}-{i}" for i in range(n)]
-    for f in one.iterdir():
-        if not f.is_file() or f.suffix == ".json":
-            continue
-        if f.name == "spk2utt":
-            spk = f.read_text().split()[0]
-            (out / f.name).write_text(" ".join([spk, *ids]) + "\n")
-            continue
-        rest = f.read_text().split(" ", 1)[1]
-        (out / f.name).write_text("".join(f"{i} {rest}" for i in ids))
-    return out
-
-
-def test_gradient_accumulation_equals_the_larger_batch(setup, tmp_path):
-    """2 accumulated batches of 1 make the same steps as batches of 2 (equal-length labels:
-    accumulation averages the micro-batches' token means)."""
-    data = _copies_of_one_utterance(setup["pl"], tmp_path / "copies", 4)
+@pytest.mark.parametrize("mode", ["shared_encoder", "cache"])
+def test_gradient_accumulation_is_token_exact(setup, tmp_path, mode):
+    """2 accumulated batches of 1 make the same steps as batches of 2 although the two labels
+    differ in length: every token weighs alike (a mean of the two batches' means would not)."""
+    tokens = read_kv(setup["pl"] / "utt2teacher_tokens")
+    by_length = {len(t.split()): u for u, t in sorted(tokens.items())}
+    assert len(by_length) >= 2
+    short, long_ = by_length[min(by_length)], by_length[max(by_length)]
+    data = subset(setup["pl"], tmp_path / "two", utt_list=[short, long_])
+    cache = str(setup["pl"] / "cache") if mode == "cache" else None
     logs, weights = {}, {}
     for name, (batch, accum) in {"accumulated": (1, 2), "batched": (2, 1)}.items():
         out = tmp_path / name
         train_whisper(setup["student"], setup["teacher"], data, setup["dev"], out,
-                      _small(teacher_mode="shared_encoder", batch_size=batch, grad_accum=accum,
-                             lr=1e-3))  # fmt: skip
+                      _small(teacher_mode=mode, cache_dir=cache, temperature=1.0,
+                             batch_size=batch, grad_accum=accum, lr=1e-3))  # fmt: skip
         with open(out / "train_log.csv") as f:
             logs[name] = [(float(r["ce"]), float(r["kd"])) for r in csv.DictReader(f)]
         weights[name] = load_file(out / "model.safetensors")
     assert len(logs["accumulated"]) == 2
     np.testing.assert_allclose(logs["accumulated"], logs["batched"], rtol=1e-5)
-    for k, v in weights["batched"].items():  # rounding differences, amplified by Adam
-        torch.testing.assert_close(weights["accumulated"][k], v, rtol=1e-4, atol=1e-5)
-    name = "model.decoder.layers.1.fc2.weight"  # a step moves weights far more than that
+    # padding changes the rounding, which Adam amplifies where a gradient is near 0; a step of
+    # lr 1e-3 moves the weights ten times more than the tolerance
+    for k, v in weights["batched"].items():
+        torch.testing.assert_close(weights["accumulated"][k], v, rtol=1e-3, atol=1e-4)
+    name = "model.decoder.layers.1.fc2.weight"
     init = load_file(setup["student"] / "model.safetensors")[name]
-    assert (weights["batched"][name] - init).abs().max() > 1e-4
+    assert (weights["batched"][name] - init).abs().max() > 1e-3
 
 
 def test_bf16_teacher_still_shares_the_students_encoder(setup, tmp_path):

@@ -1,18 +1,20 @@
 """What every training loop here shares: the accelerate loop, checkpoints and exact resume, logs.
 
-:class:`AcceleratedTrainer` runs ``max_steps`` optimiser steps (gradient accumulation, clipping,
-EMA), logs averaged training figures to ``train_log.csv`` (and TensorBoard), calls the
-subclass's ``_evaluate`` every ``eval_steps`` and checkpoints every ``save_steps``. A checkpoint
-holds the accelerate state (model, optimiser, scheduler, RNG states), the EMA weights and a
-JSON trainer state with the data position, so a killed run resumes exactly where it stopped: a
-fresh loader draws the same per-epoch permutation (:class:`EpochSampler`) and skips the batches
-already seen. Subclasses set up models, data and optimiser in ``__init__`` and implement
-``compute_loss``, ``_evaluate`` and ``_finish``.
+:class:`AcceleratedTrainer` runs ``max_steps`` optimiser steps (gradient accumulation,
+token-exact when the trainer counts its items; clipping; EMA), logs averaged training figures to
+``train_log.csv`` (and TensorBoard), calls the subclass's ``_evaluate`` every ``eval_steps`` and
+checkpoints every ``save_steps``. A checkpoint holds the accelerate state (model, optimiser,
+scheduler, RNG states), the EMA weights and a JSON trainer state with the data position, so a
+killed run resumes exactly where it stopped: a fresh loader draws the same per-epoch permutation
+(:class:`EpochSampler`) and skips the batches already seen. Subclasses set up models, data and
+optimiser in ``__init__`` and implement ``compute_loss``, ``_evaluate`` and ``_finish``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import json
 import logging
 import math
@@ -133,6 +135,17 @@ def tensorboard_writer(path: Path):
     return SummaryWriter(str(path))
 
 
+def _window_totals(acc, counts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Each kind's item count summed over the window's batches and (one collective) processes."""
+    if not counts[0]:
+        return {}
+    kinds = sorted(counts[0])
+    totals = torch.stack([sum(c[k].detach().float().cpu() for c in counts) for k in kinds])
+    if acc.num_processes > 1:
+        totals = acc.reduce(totals.to(acc.device), "sum").cpu()
+    return dict(zip(kinds, totals, strict=True))
+
+
 def write_log_csv(path: Path, rows: list[dict[str, Any]], fields: Sequence[str]) -> None:
     """Write the training log (atomically) with the columns ``fields``."""
     with atomic_open(path, "w") as f:
@@ -197,6 +210,7 @@ class AcceleratedTrainer:
     :class:`EpochSampler`), ``dataset``, ``ema`` (or None), ``state`` (a dataclass with
     ``step``, ``epoch`` and ``batch_in_epoch``), ``out``, ``csv`` and ``tb``."""
 
+    _window_items: dict[str, torch.Tensor]  # this step's item counts, see item_scale
     #: the entries of ``compute_loss``'s result averaged into the training log
     loss_keys: tuple[str, ...] = ("loss",)
     #: the columns of ``train_log.csv``
@@ -206,7 +220,16 @@ class AcceleratedTrainer:
     state: Any
 
     def compute_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The batch's losses (``loss`` is minimised). A trainer that counts items
+        (:meth:`count_items`) returns each term as its share of the step's mean, through
+        :meth:`item_scale`; otherwise the batch means, which the loop averages."""
         raise NotImplementedError
+
+    def count_items(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The items each loss term is a mean over (e.g. ``{"tokens": n}``), so that a step's
+        loss is the mean over all the items of its accumulated batches and processes, not a
+        mean of batch means. Empty (the default): batch means, averaged."""
+        return {}
 
     def _evaluate(self) -> None:
         raise NotImplementedError
@@ -300,26 +323,9 @@ class AcceleratedTrainer:
             # accelerate re-seeds the sampler with its own count of iterations: set it to the
             # epoch, so that a resumed run (a fresh loader) draws the same permutation
             loader.set_epoch(self.state.epoch)
-            for batch in loader:
-                with acc.accumulate(self.student):
-                    losses = self.compute_loss(batch)
-                    acc.backward(losses["loss"])
-                    if acc.sync_gradients and cfg.max_grad_norm:
-                        grad_norm = acc.clip_grad_norm_(
-                            self.student.parameters(), cfg.max_grad_norm
-                        )
-                        running["grad_norm"] = running.get("grad_norm", 0.0) + float(grad_norm)
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.optimizer.zero_grad()
-                self.state.batch_in_epoch += 1
-                for k in self.loss_keys:
-                    value = losses[k].detach()
-                    if acc.num_processes > 1:  # the log shows the global figure
-                        value = acc.reduce(value.clone(), "mean")
-                    running[k] = running.get(k, 0.0) + float(value) / cfg.grad_accum
-                if not acc.sync_gradients:
-                    continue
+            batches = iter(loader)
+            while window := list(itertools.islice(batches, cfg.grad_accum)):
+                self._accumulate(window, running)
                 self.state.step += 1
                 steps_since += 1
                 bar.update(1)
@@ -340,25 +346,55 @@ class AcceleratedTrainer:
                     t_last = time.perf_counter()
                 if step >= cfg.max_steps:
                     break
-            else:
+            else:  # the epoch's last window may be short: accumulation restarts with each epoch
                 self.state.epoch += 1
                 self.state.batch_in_epoch = 0
         bar.close()
         return self._finish()
 
-    def global_scale(self, n_items: torch.Tensor) -> torch.Tensor:
-        """The factor that turns this process's mean over ``n_items`` into its share of the
-        mean over all processes' items (1 with one process).
+    def _accumulate(self, window: list[dict[str, Any]], running: dict[str, float]) -> None:
+        """One optimiser step over the ``window`` of batches (``grad_accum`` of them, fewer at
+        the end of an epoch): backward each, clip, step, and add the losses to ``running``.
 
-        DDP averages the processes' gradients, weighing every process alike; a local mean times
-        ``n_local · processes / n_global`` gives, once averaged, the mean over every item of the
-        step, as one process with the whole batch computes it.
+        Accumulation is ours, not accelerate's: the window is read first, so that with
+        :meth:`count_items` every batch's terms are weighed by their share of the window's items
+        on all processes (token-exact: batches of 1 accumulated twice equal a batch of 2, whatever
+        the label lengths). DDP synchronises gradients on the window's last backward only.
         """
-        if self.acc.num_processes == 1:
-            return torch.ones((), device=n_items.device)
-        n = n_items.detach().float()
-        total = self.acc.reduce(n.clone(), "sum")
-        return n * self.acc.num_processes / total.clamp(min=1)
+        acc = self.acc
+        counts = [self.count_items(batch) for batch in window]
+        self._window_items = _window_totals(acc, counts)
+        weight = 1.0 if counts[0] else 1.0 / len(window)  # batch means are averaged
+        for i, batch in enumerate(window):
+            last = i == len(window) - 1
+            with contextlib.nullcontext() if last else acc.no_sync(self.student):
+                losses = self.compute_loss(batch)
+                acc.backward(losses["loss"] * weight)
+            self.state.batch_in_epoch += 1
+            for k in self.loss_keys:
+                value = losses[k].detach()
+                if acc.num_processes > 1:  # the log shows the global figure
+                    value = acc.reduce(value.clone(), "mean")
+                running[k] = running.get(k, 0.0) + float(value) * weight
+        if self.config.max_grad_norm:
+            grad_norm = acc.clip_grad_norm_(self.student.parameters(), self.config.max_grad_norm)
+            running["grad_norm"] = running.get("grad_norm", 0.0) + float(grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad()
+
+    def item_scale(self, kind: str, n_items: torch.Tensor) -> torch.Tensor:
+        """The factor that turns this batch's mean over its ``n_items`` (of :meth:`count_items`'s
+        ``kind``) into its share of the mean over all the items of the step: every batch of
+        the accumulation window, on every process.
+
+        DDP averages the processes' gradients, weighing every process alike; hence
+        ``n · processes / N``, with ``N`` the window's total on all processes: once summed over
+        the window and averaged over processes, the step's mean over every item, as one process
+        with the whole batch computes it.
+        """
+        total = self._window_items[kind].to(n_items.device)
+        return n_items.detach().float() * self.acc.num_processes / total.clamp(min=1)
 
     # ---------------------------------------------------------------------------- logging
     def _log_train(self, running: dict[str, float], n: int) -> None:

@@ -31,7 +31,7 @@ class BaseTrainConfig:
     # optimisation
     max_steps: int = _opt(1000, "optimiser steps")
     batch_size: int = _opt(8, "utterances per step and process")
-    grad_accum: int = _opt(1, "gradient accumulation steps")
+    grad_accum: int = _opt(1, "batches accumulated per optimiser step")
     lr: float = _opt(1e-4, "peak learning rate")
     lr_schedule: str = _opt(
         "linear", "any transformers scheduler: linear, cosine, constant_with_warmup"

@@ -173,7 +173,6 @@ class CTCTrainer(AcceleratedTrainer):
         self.out.mkdir(parents=True, exist_ok=True)
         self.acc = Accelerator(
             mixed_precision=config.mixed_precision,
-            gradient_accumulation_steps=config.grad_accum,
             cpu=not torch.cuda.is_available(),
         )
         set_seed(config.seed)

@@ -196,7 +196,6 @@ class WhisperKDTrainer(AcceleratedTrainer):
         self.out.mkdir(parents=True, exist_ok=True)
         self.acc = Accelerator(
             mixed_precision=config.mixed_precision,
-            gradient_accumulation_steps=config.grad_accum,
             cpu=not torch.cuda.is_available(),
         )
         set_seed(config.seed)
@@ -254,6 +253,13 @@ class WhisperKDTrainer(AcceleratedTrainer):
         self.tb = _tensorboard(self.out / "tensorboard") if self.acc.is_main_process else None
 
     # ---------------------------------------------------------------------------- one step
+    def count_items(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Label tokens (CE, and KD on the full distributions) and cached positions (RS-KD)."""
+        counts = {"labels": (batch["labels"] != IGNORE_INDEX).sum()}
+        if self.config.teacher_mode == "cache":
+            counts["cache"] = batch["sparse"].mask.sum()
+        return counts
+
     def compute_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         cfg = self.config
         ce_w, kd_w = cfg.weights
@@ -265,10 +271,10 @@ class WhisperKDTrainer(AcceleratedTrainer):
             logits = student(encoder_outputs=(enc,), decoder_input_ids=dec_in).logits
             sp = batch["sparse"]
             # each term is a mean over its own positions (the cache covers the hypothesis only)
-            ce = ce_loss(logits, labels) * self.global_scale((labels != IGNORE_INDEX).sum())
+            ce = ce_loss(logits, labels) * self.item_scale("labels", (labels != IGNORE_INDEX).sum())
             kd = sparse_kd_loss(logits, sp.ids.to(logits.device), sp.weights.to(logits.device),
                                 sp.mask.to(logits.device), temperature=cfg.temperature)  # fmt: skip
-            kd = kd * self.global_scale(sp.mask.sum().to(kd.device))
+            kd = kd * self.item_scale("cache", sp.mask.sum())
             return {"loss": ce_w * ce + kd_w * kd, "ce": ce.detach(), "kd": kd.detach()}
         feats = batch["input_features"]
         inner = self.acc.unwrap_model(student)
@@ -290,7 +296,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
         losses = distil_whisper_loss(logits, labels, t_logits, alpha_ce=ce_w, alpha_kd=kd_w,
                                      temperature=cfg.temperature, divergence=cfg.divergence,
                                      skew=cfg.skew)  # fmt: skip
-        scale = self.global_scale((labels != IGNORE_INDEX).sum())
+        scale = self.item_scale("labels", (labels != IGNORE_INDEX).sum())
         return {k: v * scale for k, v in losses.items()}
 
     # ---------------------------------------------------------------------------- evaluation
