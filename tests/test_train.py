@@ -269,6 +269,34 @@ def test_gradient_accumulation_is_token_exact(setup, tmp_path, mode):
     assert (weights["batched"][name] - init).abs().max() > 1e-3
 
 
+def test_dev_evaluation_can_decode_with_temperature_fallback(setup, tmp_path):
+    """eval_temperature_fallback decodes dev exactly as ``decode --temperature-fallback`` does
+    (one utterance per batch in both, each seeded alike): a random model's greedy loops are
+    decoded again, and training's RNG stream is left as it was."""
+    from whisper_builders import english_tokenizer, save_random_whisper
+
+    from speechdistill.cli import main
+    from speechdistill.teacher import load_teacher
+    from speechdistill.train.whisper_kd import DevEvaluator
+
+    model_dir = save_random_whisper(tmp_path / "m", english_tokenizer(), multilingual=False,
+                                    max_source_positions=1500)  # fmt: skip
+    model, proc = load_teacher(model_dir)
+    config = dict(eval_batch_size=1, eval_max_new_tokens=30)
+    _, greedy = DevEvaluator(setup["dev"], proc, _small(**config))(model)
+    evaluator = DevEvaluator(setup["dev"], proc, _small(eval_temperature_fallback=True, **config))
+    rng = torch.get_rng_state()
+    _, fallback = evaluator(model)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert evaluator(model)[1] == fallback
+    assert all(len(set(greedy[u].split())) < len(set(fallback[u].split())) for u in greedy)
+    out = tmp_path / "decode"
+    argv = ["decode", "--model", str(model_dir), "--data", str(setup["dev"]), "--out", str(out),
+            "--batch-size", "1", "--max-new-tokens", "30", "--temperature-fallback"]  # fmt: skip
+    assert main(argv) == 0
+    assert read_kv(out / "text") == fallback
+
+
 def test_bf16_teacher_still_shares_the_students_encoder(setup, tmp_path):
     """Mixed precision loads the teacher in bf16; its encoder is still the student's (compared at
     bf16), so shared_encoder runs, and its first-step losses are the fp32 ones within bf16's

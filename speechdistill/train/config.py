@@ -143,6 +143,12 @@ class TrainConfig(BaseTrainConfig):
     eval_max_new_tokens: int = field(
         default=128, metadata={"help": "caps decoding of a student still in repetition loops"}
     )
+    eval_temperature_fallback: bool = field(
+        default=False,
+        metadata={"help": "decode dev with Whisper's temperature fallback (as decode "
+                  "--temperature-fallback), so that a repetition loop does not choose the "
+                  "checkpoint when test is decoded with it"},
+    )  # fmt: skip
     eval_normalizer: str = field(
         default="english", metadata={"help": "text normaliser of the dev WER"}
     )

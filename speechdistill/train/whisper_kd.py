@@ -108,7 +108,9 @@ def _freeze(student, config: TrainConfig) -> None:
 
 class DevEvaluator:
     """Greedy decoding of the dev set and its WER. With a frozen encoder its states are
-    computed once and reused at every evaluation (only the decoder changes)."""
+    computed once and reused at every evaluation (only the decoder changes). With
+    ``eval_temperature_fallback`` the dev set is decoded as ``decode --temperature-fallback``
+    does, so that the checkpoint is chosen with the decoding used at test."""
 
     def __init__(self, dev_dir: PathLike, processor, config: TrainConfig, encoder=None):
         from speechdistill.audio import AudioReader
@@ -142,6 +144,13 @@ class DevEvaluator:
         p = next(model.parameters())
         return feats.input_features.to(p.device, p.dtype)
 
+    def _fallback(self, model):
+        from speechdistill.decode import DecodeConfig, WhisperTranscriber
+
+        config = DecodeConfig(max_new_tokens=self.config.eval_max_new_tokens,
+                              temperature_fallback=True)  # fmt: skip
+        return WhisperTranscriber(model, self.processor, config)
+
     @torch.inference_mode()
     def __call__(self, model) -> tuple[float, dict[str, str]]:
         from transformers.modeling_outputs import BaseModelOutput
@@ -152,9 +161,14 @@ class DevEvaluator:
         model.eval()
         hyps: dict[str, str] = {}
         bs = self.config.eval_batch_size
+        fallback = self._fallback(model) if self.config.eval_temperature_fallback else None
         for i in range(0, len(self.utts), bs):
             chunk = self.utts[i : i + bs]
-            if self.states is not None:
+            if fallback is not None:  # transformers' fallback needs features, not states
+                cuda = [torch.cuda.current_device()] if model.device.type == "cuda" else []
+                with torch.random.fork_rng(devices=cuda):  # training's RNG stream stays as is
+                    ids = fallback.generate([self.reader(u) for u in chunk])
+            elif self.states is not None:
                 enc = torch.stack([self.states[u] for u in chunk])
                 ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=enc),
                                      max_new_tokens=self.config.eval_max_new_tokens)  # fmt: skip
