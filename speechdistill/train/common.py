@@ -211,6 +211,7 @@ class AcceleratedTrainer:
     ``step``, ``epoch`` and ``batch_in_epoch``), ``out``, ``csv`` and ``tb``."""
 
     _window_items: dict[str, torch.Tensor]  # this step's item counts, see item_scale
+    _batch_items: dict[str, torch.Tensor]  # the current batch's
     #: the entries of ``compute_loss``'s result averaged into the training log
     loss_keys: tuple[str, ...] = ("loss",)
     #: the columns of ``train_log.csv``
@@ -365,7 +366,7 @@ class AcceleratedTrainer:
         counts = [self.count_items(batch) for batch in window]
         self._window_items = _window_totals(acc, counts)
         weight = 1.0 if counts[0] else 1.0 / len(window)  # batch means are averaged
-        for i, batch in enumerate(window):
+        for i, (batch, self._batch_items) in enumerate(zip(window, counts, strict=True)):
             last = i == len(window) - 1
             with contextlib.nullcontext() if last else acc.no_sync(self.student):
                 losses = self.compute_loss(batch)
@@ -383,18 +384,18 @@ class AcceleratedTrainer:
         self.scheduler.step()
         self.optimizer.zero_grad()
 
-    def item_scale(self, kind: str, n_items: torch.Tensor) -> torch.Tensor:
-        """The factor that turns this batch's mean over its ``n_items`` (of :meth:`count_items`'s
-        ``kind``) into its share of the mean over all the items of the step: every batch of
-        the accumulation window, on every process.
+    def item_scale(self, kind: str) -> torch.Tensor:
+        """The factor that turns the current batch's mean over its items of ``kind`` (as
+        :meth:`count_items` counted them) into its share of the mean over all the items of the
+        step: every batch of the accumulation window, on every process.
 
         DDP averages the processes' gradients, weighing every process alike; hence
         ``n · processes / N``, with ``N`` the window's total on all processes: once summed over
         the window and averaged over processes, the step's mean over every item, as one process
         with the whole batch computes it.
         """
-        total = self._window_items[kind].to(n_items.device)
-        return n_items.detach().float() * self.acc.num_processes / total.clamp(min=1)
+        n = self._batch_items[kind].detach().float().cpu()
+        return n * self.acc.num_processes / self._window_items[kind].clamp(min=1)
 
     # ---------------------------------------------------------------------------- logging
     def _log_train(self, running: dict[str, float], n: int) -> None:

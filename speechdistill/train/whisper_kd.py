@@ -129,7 +129,7 @@ class DevEvaluator:
         self.config = config
         self.reader = reader
         self.states: dict[str, torch.Tensor] | None = None
-        if encoder is not None:
+        if encoder is not None and not config.eval_temperature_fallback:  # fallback: features
             self.states = {}
             for i in range(0, len(utts), config.eval_batch_size):
                 chunk = utts[i : i + config.eval_batch_size]
@@ -285,10 +285,10 @@ class WhisperKDTrainer(AcceleratedTrainer):
             logits = student(encoder_outputs=(enc,), decoder_input_ids=dec_in).logits
             sp = batch["sparse"]
             # each term is a mean over its own positions (the cache covers the hypothesis only)
-            ce = ce_loss(logits, labels) * self.item_scale("labels", (labels != IGNORE_INDEX).sum())
+            ce = ce_loss(logits, labels) * self.item_scale("labels").to(logits.device)
             kd = sparse_kd_loss(logits, sp.ids.to(logits.device), sp.weights.to(logits.device),
                                 sp.mask.to(logits.device), temperature=cfg.temperature)  # fmt: skip
-            kd = kd * self.item_scale("cache", sp.mask.sum())
+            kd = kd * self.item_scale("cache").to(kd.device)
             return {"loss": ce_w * ce + kd_w * kd, "ce": ce.detach(), "kd": kd.detach()}
         feats = batch["input_features"]
         inner = self.acc.unwrap_model(student)
@@ -310,7 +310,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
         losses = distil_whisper_loss(logits, labels, t_logits, alpha_ce=ce_w, alpha_kd=kd_w,
                                      temperature=cfg.temperature, divergence=cfg.divergence,
                                      skew=cfg.skew)  # fmt: skip
-        scale = self.item_scale("labels", (labels != IGNORE_INDEX).sum())
+        scale = self.item_scale("labels").to(labels.device)
         return {k: v * scale for k, v in losses.items()}
 
     # ---------------------------------------------------------------------------- evaluation
