@@ -239,10 +239,20 @@ def test_specaugment_masks_the_features_and_checkpointing_changes_no_number(setu
     assert model.is_gradient_checkpointing if on is None else on  # really on
 
 
-@pytest.mark.parametrize("mode", ["shared_encoder", "cache"])
-def test_gradient_accumulation_is_token_exact(setup, tmp_path, mode):
+@pytest.fixture(scope="module")
+def looping_student(setup):
+    """tiny.en's decoder layers 0, 1 and 3: it decodes "You know, you know, …" without end."""
+    path = setup["root"] / "student_013"
+    init_student(setup["teacher"], path, decoder_layers=[0, 1, 3])
+    return path
+
+
+@pytest.mark.parametrize("mode", ["shared_encoder", "cache", "cache+on_policy"])
+def test_gradient_accumulation_is_token_exact(setup, looping_student, tmp_path, mode):
     """2 accumulated batches of 1 make the same steps as batches of 2 although the two labels
-    differ in length: every token weighs alike (a mean of the two batches' means would not)."""
+    (and the student's two decodes, on-policy) differ in length: every token weighs alike (a
+    mean of the two batches' means would not)."""
+    mode, _, on_policy = mode.partition("+")
     tokens = read_kv(setup["pl"] / "utt2teacher_tokens")
     by_length = {len(t.split()): u for u, t in sorted(tokens.items())}
     assert len(by_length) >= 2
@@ -252,11 +262,17 @@ def test_gradient_accumulation_is_token_exact(setup, tmp_path, mode):
     logs, weights = {}, {}
     for name, (batch, accum) in {"accumulated": (1, 2), "batched": (2, 1)}.items():
         out = tmp_path / name
-        train_whisper(setup["student"], setup["teacher"], data, setup["dev"], out,
+        student = looping_student if on_policy else setup["student"]  # decodes of 2 lengths
+        # the long decode stops at max_label_tokens (its label's length), the short one at 1.5 ×
+        # its label's: the decodes' shares of the window differ from the labels'
+        cap = dict(max_label_tokens=len(tokens[long_].split()) + 1) if on_policy else {}
+        train_whisper(student, setup["teacher"], data, setup["dev"], out,
                       _small(teacher_mode=mode, cache_dir=cache, temperature=1.0,
-                             batch_size=batch, grad_accum=accum, lr=1e-3))  # fmt: skip
+                             batch_size=batch, grad_accum=accum, lr=1e-3,
+                             on_policy_weight=1.0 if on_policy else 0.0, **cap))  # fmt: skip
+        keys = ("ce", "kd", "on_policy") if on_policy else ("ce", "kd")
         with open(out / "train_log.csv") as f:
-            logs[name] = [(float(r["ce"]), float(r["kd"])) for r in csv.DictReader(f)]
+            logs[name] = [tuple(float(r[k]) for k in keys) for r in csv.DictReader(f)]
         weights[name] = load_file(out / "model.safetensors")
     assert len(logs["accumulated"]) == 2
     np.testing.assert_allclose(logs["accumulated"], logs["batched"], rtol=1e-5)
@@ -265,7 +281,7 @@ def test_gradient_accumulation_is_token_exact(setup, tmp_path, mode):
     for k, v in weights["batched"].items():
         torch.testing.assert_close(weights["accumulated"][k], v, rtol=1e-3, atol=1e-4)
     name = "model.decoder.layers.1.fc2.weight"
-    init = load_file(setup["student"] / "model.safetensors")[name]
+    init = load_file(student / "model.safetensors")[name]
     assert (weights["batched"][name] - init).abs().max() > 1e-3
 
 
@@ -415,3 +431,90 @@ def test_two_processes_equal_one(setup, tmp_path):
         l1 = [float(r["loss"]) for r in csv.DictReader(f1)]
         l2 = [float(r["loss"]) for r in csv.DictReader(f2)]
     assert l1 == pytest.approx(l2, rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------
+# on-policy KD
+
+
+def _first_batch(trainer):
+    batch = trainer.prepare_batch(next(iter(trainer.loader)))
+    trainer._batch_items = trainer.count_items(batch)
+    trainer._window_items = {k: v.float() for k, v in trainer._batch_items.items()}
+    return batch
+
+
+@pytest.mark.parametrize("student", ["ends_early", "loops"])
+def test_on_policy_kd_distils_the_teacher_on_the_students_own_decode(
+    setup, looping_student, tmp_path, student
+):
+    """The on-policy term is the KL to the teacher over the student's greedy decode (Whisper's
+    own generate gives the same tokens), up to and including its <|endoftext|> or up to the
+    cap; the label terms are those of a run without it."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from speechdistill.losses import kd_loss
+    from speechdistill.train.whisper_kd import WhisperKDTrainer
+
+    kw = dict(teacher_mode="cache", cache_dir=str(setup["pl"] / "cache"), temperature=1.0,
+              batch_size=3)  # fmt: skip
+    model_dir = setup["student"] if student == "ends_early" else looping_student
+    args = (model_dir, setup["teacher"], setup["pl"], setup["dev"])
+    trainer = WhisperKDTrainer(*args, tmp_path / "op", _small(on_policy_weight=0.5, **kw))
+    batch = _first_batch(trainer)
+    losses = trainer.compute_loss(batch)
+    ids, mask = batch["policy_ids"], batch["policy_mask"]
+    lengths = (batch["labels"] != IGNORE_INDEX).sum(1)
+    caps = lengths + lengths // 2  # decoded tokens distilled at most, per row
+    model = trainer.acc.unwrap_model(trainer.student).eval()
+    gen = model.generation_config
+    eot = gen.eos_token_id
+    ended = ((ids[:, 1:] == eot) & mask).any(1)  # rows that met <|endoftext|> before the cap
+    if student == "loops":
+        assert not ended.any() and torch.equal(mask.sum(1), caps)
+        assert len(set(caps.tolist())) > 1  # each row has its own cap
+    else:
+        assert ended.all()
+    enc = batch["encoder_states"].float()  # cached in fp16
+    with torch.no_grad():
+        whisper = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=enc),
+                                 max_new_tokens=ids.shape[1])  # fmt: skip
+    for row, (seq, m) in enumerate(zip(ids, mask, strict=True)):
+        assert seq[:2].tolist() == [gen.decoder_start_token_id, gen.no_timestamps_token_id]
+        targets = seq[1:][m].tolist()
+        decoded = [t for t in whisper[row].tolist() if t < eot][: int(caps[row])]
+        assert targets[: len(decoded)] == decoded
+        assert targets[len(decoded) :] == ([eot] if ended[row] else [])
+    assert not mask[:, 0].any()  # the prompt is not the student's
+    ids = ids[:, :-1]
+    with torch.no_grad():
+        s = model(encoder_outputs=(enc,), decoder_input_ids=ids).logits
+        t = trainer.teacher(encoder_outputs=(enc,), decoder_input_ids=ids).logits
+    expected = kd_loss(s, t, mask, temperature=1.0)
+    assert float(expected) > 0.01  # the student is far from its teacher here
+    torch.testing.assert_close(losses["on_policy"], expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(losses["loss"].detach(),
+                               0.8 * losses["ce"] + losses["kd"] + 0.5 * expected)  # fmt: skip
+    plain = WhisperKDTrainer(*args, tmp_path / "plain", _small(**kw))
+    ref = plain.compute_loss(_first_batch(plain))
+    for k in ("ce", "kd"):
+        torch.testing.assert_close(losses[k], ref[k], rtol=1e-5, atol=1e-6)
+
+
+def test_on_policy_kd_is_the_same_in_every_teacher_mode(setup, tmp_path):
+    """The student's decode and the teacher's targets on it do not depend on where the encoder
+    states come from: online and shared_encoder agree to the rounding, the fp16 cache nearly."""
+    logs = {}
+    for mode in ("online", "shared_encoder", "cache"):
+        out = tmp_path / mode
+        cache = str(setup["pl"] / "cache") if mode == "cache" else None
+        train_whisper(setup["student"], setup["teacher"], setup["pl"], setup["dev"], out,
+                      _small(teacher_mode=mode, cache_dir=cache, temperature=1.0,
+                             on_policy_weight=1.0, max_steps=1, eval_steps=1,
+                             save_steps=1))  # fmt: skip
+        with open(out / "train_log.csv") as f:
+            row = next(csv.DictReader(f))
+        logs[mode] = (float(row["ce"]), float(row["on_policy"]))
+    assert logs["online"][1] > 0.01
+    np.testing.assert_allclose(logs["shared_encoder"], logs["online"], rtol=1e-5)
+    np.testing.assert_allclose(logs["cache"], logs["online"], rtol=1e-2)

@@ -226,6 +226,11 @@ class AcceleratedTrainer:
         :meth:`item_scale`; otherwise the batch means, which the loop averages."""
         raise NotImplementedError
 
+    def prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Work done on a batch before its window's items are counted (e.g. decoding it, when
+        the items are decoded tokens). Default: none."""
+        return batch
+
     def count_items(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The items each loss term is a mean over (e.g. ``{"tokens": n}``), so that a step's
         loss is the mean over all the items of its accumulated batches and processes, not a
@@ -363,6 +368,7 @@ class AcceleratedTrainer:
         the label lengths). DDP synchronises gradients on the window's last backward only.
         """
         acc = self.acc
+        window = [self.prepare_batch(batch) for batch in window]
         counts = [self.count_items(batch) for batch in window]
         self._window_items = _window_totals(acc, counts)
         weight = 1.0 if counts[0] else 1.0 / len(window)  # batch means are averaged

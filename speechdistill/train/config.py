@@ -138,6 +138,17 @@ class TrainConfig(BaseTrainConfig):
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "recompute activations in the backward pass"}
     )
+    on_policy_weight: float = field(
+        default=0.0,
+        metadata={"help": "weight of on-policy KD (GKD, Agarwal et al. 2024): the student decodes "
+                  "each batch itself and learns the teacher's distributions at every position "
+                  "of its own decode, so that it learns to leave its own errors (repetition "
+                  "loops); 0: off. Runs the teacher's decoder in every teacher_mode"},
+    )  # fmt: skip
+    on_policy_temperature: float = field(
+        default=0.0,
+        metadata={"help": "sampling temperature of the student's decode (0: greedy)"},
+    )
     # evaluation
     eval_batch_size: int = field(default=16, metadata={"help": "dev decoding batch size"})
     eval_max_new_tokens: int = field(
@@ -164,6 +175,8 @@ class TrainConfig(BaseTrainConfig):
                 "teacher_mode=cache holds the teacher's distributions of the plain pseudo-label: "
                 "timestamp_prob and prev_context_prob must be 0"
             )
+        if self.on_policy_weight < 0 or self.on_policy_temperature < 0:
+            raise ValueError("on_policy_weight and on_policy_temperature must be >= 0")
         if self.teacher_mode != "online" and not self.freeze_encoder:
             raise ValueError("a shared or cached encoder must be frozen (freeze_encoder=true)")
 

@@ -9,6 +9,14 @@ teacher in one of three modes:
 - ``cache``: encoder states and sparse RS-KD teacher samples are read from the pseudo-label
   caches, so no teacher runs at all (the KD term is the unbiased RS-KD estimate).
 
+With ``on_policy_weight`` (on-policy KD, as in GKD, Agarwal et al. 2024, and DistiLLM) the
+student also decodes every batch itself, greedily or by sampling, and
+``α_op · T² · D(teacher ‖ student)`` over the positions of its own decode (up to its
+``<|endoftext|>``) is added: the pseudo-labels only show it the teacher's prefixes, never its own
+errors, so nothing teaches it to leave a repetition loop it has started. The teacher's decoder
+runs on those decodes in every mode (from the cached encoder states in ``cache`` mode; in
+``online`` mode the student's encoder runs on the batch twice, for labels and decodes).
+
 The dev set is decoded every ``eval_steps`` (real greedy decoding, WER against its ``text``, or
 its ``text.teacher`` when it has no reference) and the best checkpoint on dev is kept: dev only,
 never a test set; each evaluation's hypotheses are kept in ``dev_decode/step_<N>.text``.
@@ -18,6 +26,7 @@ position, so a killed run resumes exactly where it stopped.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import time
@@ -29,7 +38,13 @@ import torch
 
 from speechdistill.datadir import DataDir
 from speechdistill.datadir.core import write_kv
-from speechdistill.losses import IGNORE_INDEX, ce_loss, distil_whisper_loss, sparse_kd_loss
+from speechdistill.losses import (
+    IGNORE_INDEX,
+    ce_loss,
+    distil_whisper_loss,
+    kd_loss,
+    sparse_kd_loss,
+)
 from speechdistill.train import common
 from speechdistill.train.common import (  # noqa: F401  (re-exported)
     CHECKPOINTS,
@@ -237,7 +252,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
                 raise ValueError(
                     f"the RS-KD cache was sampled at temperature {t}; train with --temperature {t}"
                 )
-        else:
+        if config.teacher_mode != "cache" or config.on_policy_weight:
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.mixed_precision)
             self.teacher, _ = _load(teacher_dir, device, dtype)
             self.teacher.requires_grad_(False).eval()
@@ -250,8 +265,9 @@ class WhisperKDTrainer(AcceleratedTrainer):
                 )
         dataset = KDDataset(train_dir, self.processor, self.student.generation_config, config,
                             cache=cache)  # fmt: skip
-        pad = self.student.generation_config.pad_token_id
-        self._prepare(self.student, dataset, functools.partial(collate, pad_id=pad), train_dir)
+        self.pad_id = self.student.generation_config.pad_token_id
+        self._prepare(self.student, dataset, functools.partial(collate, pad_id=self.pad_id),
+                      train_dir)  # fmt: skip
         self.ema = (
             EMA(self.acc.unwrap_model(self.student), config.ema_decay) if config.ema_decay else None
         )
@@ -262,56 +278,142 @@ class WhisperKDTrainer(AcceleratedTrainer):
             if self.acc.is_main_process
             else None
         )
+        if config.on_policy_weight:
+            self.loss_keys = (*self.loss_keys, "on_policy")
+            at = self.log_fields.index("kd") + 1
+            self.log_fields = (*self.log_fields[:at], "on_policy", *self.log_fields[at:])
         self.state = TrainerState()
         self.csv = self.out / "train_log.csv"
         self.tb = _tensorboard(self.out / "tensorboard") if self.acc.is_main_process else None
 
     # ---------------------------------------------------------------------------- one step
+    def prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """SpecAugment, the shared encoder's pass and the student's own decode (on-policy KD),
+        before the window's items are counted: the decoded tokens are items of their own."""
+        cfg = self.config
+        inner = self.acc.unwrap_model(self.student)
+        if cfg.teacher_mode != "cache" and cfg.specaugment:
+            batch["input_features"] = _spec_augment(inner, batch["input_features"])
+        if cfg.teacher_mode == "shared_encoder":
+            with torch.no_grad(), self.acc.autocast():
+                out = inner.model.encoder(batch["input_features"])
+            batch["encoder_states"] = out.last_hidden_state
+        if cfg.on_policy_weight:
+            batch["policy_ids"], batch["policy_mask"] = self._student_decode(batch, inner)
+        return batch
+
+    @torch.no_grad()
+    def _student_decode(self, batch: dict[str, Any], model) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's transcript of each utterance of ``batch``: greedy, or sampled at
+        ``on_policy_temperature``, after the plain prompt ``<|sot|> P <|notimestamps|>``.
+        Returns the token ids, prompt included, and the positions of ``ids[:, 1:]`` to distil:
+        each decoded token up to the first ``<|endoftext|>`` (included), at most 1.5 × the
+        row's own label length (so a row's terms do not depend on the rest of its batch)."""
+        from transformers import GenerationMixin
+        from transformers.modeling_outputs import BaseModelOutput
+
+        cfg, prompt = self.config, self.dataset.prompt
+        head = [prompt.sot, *prompt.prefix, prompt.no_timestamps]
+        lengths = (batch["labels"] != IGNORE_INDEX).sum(1)
+        caps = torch.clamp(lengths + lengths // 2, max=cfg.max_label_tokens)
+        gen = copy.deepcopy(model.generation_config)
+        sample = cfg.on_policy_temperature > 0
+        gen.max_new_tokens = None  # max_length, prompt included (no warning about both)
+        gen.max_length = len(head) + int(caps.max())
+        gen.do_sample = sample
+        gen.temperature = cfg.on_policy_temperature if sample else None
+        gen.top_k, gen.top_p = (0, 1.0) if sample else (None, None)  # the full distribution
+        if cfg.teacher_mode == "online":
+            inputs: dict[str, Any] = {"input_features": batch["input_features"]}
+        else:
+            enc = batch["encoder_states"].to(model.dtype)
+            inputs = {"encoder_outputs": BaseModelOutput(last_hidden_state=enc)}
+        start = torch.tensor([head] * len(caps), device=caps.device)
+        was_training = model.training
+        model.eval()
+        try:
+            with self.acc.autocast():
+                # plain autoregressive decoding from the prompt (Whisper's generate strips it)
+                ids = GenerationMixin.generate(model, **inputs, decoder_input_ids=start,
+                                               generation_config=gen)  # fmt: skip
+        finally:
+            model.train(was_training)
+        targets = ids[:, 1:]
+        index = torch.arange(targets.shape[1], device=ids.device) - (len(head) - 1)
+        decoded = (index >= 0) & (index < caps.to(ids.device)[:, None])  # each row's own cap
+        eot = (targets == prompt.eot) & decoded
+        after_eot = (eot.cumsum(1) - eot.long()) > 0
+        return ids, decoded & ~after_eot
+
     def count_items(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Label tokens (CE, and KD on the full distributions) and cached positions (RS-KD)."""
+        """Label tokens (CE, and KD on the full distributions), cached positions (RS-KD) and
+        the student's decoded tokens (on-policy KD)."""
         counts = {"labels": (batch["labels"] != IGNORE_INDEX).sum()}
         if self.config.teacher_mode == "cache":
             counts["cache"] = batch["sparse"].mask.sum()
+        if "policy_mask" in batch:
+            counts["policy"] = batch["policy_mask"].sum()
         return counts
+
+    def _teacher_states(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The teacher's encoder output: shared, cached, or its own pass (online)."""
+        dtype = self.teacher.dtype
+        if self.config.teacher_mode == "online":
+            return self.teacher.model.encoder(batch["input_features"].to(dtype)).last_hidden_state
+        return batch["encoder_states"].to(dtype)
 
     def compute_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         cfg = self.config
         ce_w, kd_w = cfg.weights
         labels = batch["labels"]
         dec_in = batch["decoder_input_ids"]
+        n, width = dec_in.shape
+        policy = batch.get("policy_ids")
+        if policy is not None:  # one student forward over the labels and its own decodes
+            policy = policy[:, :-1]  # decoder inputs: the decode's tokens but the last
+            dec_in = _stack_right_padded(dec_in, policy, self.pad_id)
         student = self.student
-        if cfg.teacher_mode == "cache":
+        if cfg.teacher_mode == "online":
+            feats = batch["input_features"]
+            feats = feats if policy is None else torch.cat([feats, feats])
+            logits = student(input_features=feats, decoder_input_ids=dec_in).logits
+        else:
             enc = batch["encoder_states"].to(next(student.parameters()).dtype)
+            enc = enc if policy is None else torch.cat([enc, enc])
             logits = student(encoder_outputs=(enc,), decoder_input_ids=dec_in).logits
+        t_enc = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_enc = self._teacher_states(batch)
+        label_logits = logits[:n, :width]
+        if cfg.teacher_mode == "cache":
             sp = batch["sparse"]
             # each term is a mean over its own positions (the cache covers the hypothesis only)
-            ce = ce_loss(logits, labels) * self.item_scale("labels").to(logits.device)
-            kd = sparse_kd_loss(logits, sp.ids.to(logits.device), sp.weights.to(logits.device),
-                                sp.mask.to(logits.device), temperature=cfg.temperature)  # fmt: skip
+            ce = ce_loss(label_logits, labels) * self.item_scale("labels").to(logits.device)
+            kd = sparse_kd_loss(label_logits, sp.ids.to(logits.device),
+                                sp.weights.to(logits.device), sp.mask.to(logits.device),
+                                temperature=cfg.temperature)  # fmt: skip
             kd = kd * self.item_scale("cache").to(kd.device)
-            return {"loss": ce_w * ce + kd_w * kd, "ce": ce.detach(), "kd": kd.detach()}
-        feats = batch["input_features"]
-        inner = self.acc.unwrap_model(student)
-        if cfg.specaugment:
-            feats = _spec_augment(inner, feats)
-        with torch.no_grad():
-            if cfg.teacher_mode == "shared_encoder":
-                with self.acc.autocast():  # the precision of the student's own (wrapped) forward
-                    enc = inner.model.encoder(feats).last_hidden_state
-                t_logits = self.teacher(encoder_outputs=(enc.to(self.teacher.dtype),),
-                                        decoder_input_ids=dec_in).logits  # fmt: skip
-            else:
-                t_logits = self.teacher(input_features=feats.to(self.teacher.dtype),
-                                        decoder_input_ids=dec_in).logits  # fmt: skip
-        if cfg.teacher_mode == "shared_encoder":
-            logits = student(encoder_outputs=(enc,), decoder_input_ids=dec_in).logits
+            losses = {"loss": ce_w * ce + kd_w * kd, "ce": ce.detach(), "kd": kd.detach()}
         else:
-            logits = student(input_features=feats, decoder_input_ids=dec_in).logits
-        losses = distil_whisper_loss(logits, labels, t_logits, alpha_ce=ce_w, alpha_kd=kd_w,
-                                     temperature=cfg.temperature, divergence=cfg.divergence,
-                                     skew=cfg.skew)  # fmt: skip
-        scale = self.item_scale("labels").to(labels.device)
-        return {k: v * scale for k, v in losses.items()}
+            with torch.no_grad():
+                t_logits = self.teacher(
+                    encoder_outputs=(t_enc,), decoder_input_ids=dec_in[:n, :width]
+                ).logits
+            losses = distil_whisper_loss(label_logits, labels, t_logits, alpha_ce=ce_w,
+                                         alpha_kd=kd_w, temperature=cfg.temperature,
+                                         divergence=cfg.divergence, skew=cfg.skew)  # fmt: skip
+            scale = self.item_scale("labels").to(labels.device)
+            losses = {k: v * scale for k, v in losses.items()}
+        if policy is not None:
+            with torch.no_grad():
+                t_policy = self.teacher(encoder_outputs=(t_enc,), decoder_input_ids=policy).logits
+            op = kd_loss(logits[n:, : policy.shape[1]], t_policy, batch["policy_mask"],
+                         divergence=cfg.divergence, temperature=cfg.temperature, skew=cfg.skew)  # fmt: skip
+            op = op * self.item_scale("policy").to(op.device)
+            losses["loss"] = losses["loss"] + cfg.on_policy_weight * op
+            losses["on_policy"] = op.detach()
+        return losses
 
     # ---------------------------------------------------------------------------- evaluation
     def _evaluate(self) -> None:
@@ -347,15 +449,29 @@ class WhisperKDTrainer(AcceleratedTrainer):
         return {"best_dev_wer": self.state.best_wer, "dev_reference": self.evaluator.ref_file}
 
     def _plot(self) -> None:
-        plot_curves(self.out, self.state.evals)
+        plot_curves(self.out, self.state.evals, self.loss_keys)
 
 
 LOG_FIELDS = WhisperKDTrainer.log_fields
 
 
-def plot_curves(out_dir: PathLike, evals: list[dict[str, Any]]) -> Path | None:
+def _stack_right_padded(a: torch.Tensor, b: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """``a`` over ``b`` (both ``(n, ·)`` token ids), the shorter right-padded with ``pad_id``
+    (a causal decoder's logits at the real positions do not see the padding)."""
+    width = max(a.shape[1], b.shape[1])
+    out = torch.full((a.shape[0] + b.shape[0], width), pad_id, dtype=a.dtype, device=a.device)
+    out[: a.shape[0], : a.shape[1]] = a
+    out[a.shape[0] :, : b.shape[1]] = b.to(a.device)
+    return out
+
+
+def plot_curves(
+    out_dir: PathLike,
+    evals: list[dict[str, Any]],
+    loss_keys: tuple[str, ...] = ("loss", "ce", "kd"),
+) -> Path | None:
     """``curves.png``: training losses, learning rate and dev WER against steps."""
-    return common.plot_curves(out_dir, evals, loss_keys=("loss", "ce", "kd"), metric="dev_wer",
+    return common.plot_curves(out_dir, evals, loss_keys=loss_keys, metric="dev_wer",
                               metric_title="dev WER (greedy)", ylabel="WER %", percent=True)  # fmt: skip
 
 
