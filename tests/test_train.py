@@ -351,26 +351,30 @@ def test_cache_mode_needs_the_cache_teacher(setup, tmp_path):
                                              cache_dir=str(setup["pl"] / "cache")))  # fmt: skip
 
 
-def _train_cmd(setup, out: Path, steps: int) -> list[str]:
+def _train_cmd(setup, out: Path, steps: int, *extra: str) -> list[str]:
     cmd = [sys.executable, "-m", "speechdistill", "-q", "train", "--student", str(setup["student"]),
            "--teacher", str(setup["teacher"]), "--train", str(setup["pl"]), "--dev",
            str(setup["dev"]), "--out", str(out), "--teacher-mode", "cache", "--cache-dir",
            str(setup["pl"] / "cache"), "--temperature", "1.0", "--max-steps", str(steps),
            "--batch-size", "2", "--eval-steps", "2", "--save-steps", "2", "--log-steps", "1",
            "--eval-batch-size", "2", "--eval-max-new-tokens", "16", "--warmup-steps", "1",
-           "--lr", "3e-4"]  # fmt: skip
+           "--lr", "3e-4", *extra]  # fmt: skip
     return cmd
 
 
-def test_exact_resume_after_kill(setup, tmp_path):
+@pytest.mark.parametrize("on_policy", [False, True], ids=["plain", "on_policy_sampled"])
+def test_exact_resume_after_kill(setup, tmp_path, on_policy):
+    """A run killed after its first checkpoint and started again ends with the same weights,
+    dev WERs and log as an uninterrupted one (also when the student's decodes are sampled)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    extra = ["--on-policy-weight", "1", "--on-policy-temperature", "1"] if on_policy else []
     full = tmp_path / "full"
-    proc = subprocess.run(_train_cmd(setup, full, 6), env=env, capture_output=True, text=True,
+    proc = subprocess.run(_train_cmd(setup, full, 6, *extra), env=env, capture_output=True, text=True,
                           timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     killed = tmp_path / "killed"
-    p = subprocess.Popen(_train_cmd(setup, killed, 6), env=env, stdout=subprocess.PIPE,
+    p = subprocess.Popen(_train_cmd(setup, killed, 6, *extra), env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)  # fmt: skip
     first = killed / "checkpoints" / "step_0000002" / "trainer_state.json"
     deadline = time.monotonic() + 600
@@ -381,7 +385,7 @@ def test_exact_resume_after_kill(setup, tmp_path):
     assert p.returncode == -signal.SIGKILL, "training ended before it could be killed"
     assert not (killed / "train.json").exists()
 
-    proc = subprocess.run(_train_cmd(setup, killed, 6), env=env, capture_output=True, text=True,
+    proc = subprocess.run(_train_cmd(setup, killed, 6, *extra), env=env, capture_output=True, text=True,
                           timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     a = load_file(full / "checkpoints" / "step_0000006" / "model.safetensors")
@@ -518,3 +522,22 @@ def test_on_policy_kd_is_the_same_in_every_teacher_mode(setup, tmp_path):
     assert logs["online"][1] > 0.01
     np.testing.assert_allclose(logs["shared_encoder"], logs["online"], rtol=1e-5)
     np.testing.assert_allclose(logs["cache"], logs["online"], rtol=1e-2)
+
+
+def test_on_policy_sampling_is_seeded(setup, looping_student, tmp_path):
+    """Sampled decodes (on_policy_temperature > 0) differ from the greedy loop and are the same
+    in two runs of one seed."""
+    from speechdistill.train.whisper_kd import WhisperKDTrainer
+
+    kw = dict(teacher_mode="cache", cache_dir=str(setup["pl"] / "cache"), temperature=1.0,
+              batch_size=3, on_policy_weight=1.0)  # fmt: skip
+    args = (looping_student, setup["teacher"], setup["pl"], setup["dev"])
+    decodes = {}
+    for name, temperature in (("greedy", 0.0), ("sampled", 1.0), ("sampled_again", 1.0)):
+        trainer = WhisperKDTrainer(*args, tmp_path / name,
+                                   _small(on_policy_temperature=temperature, **kw))  # fmt: skip
+        batch = _first_batch(trainer)
+        decodes[name] = batch["policy_ids"][:, 1:][batch["policy_mask"]].tolist()
+    assert decodes["sampled"] == decodes["sampled_again"]
+    assert decodes["sampled"] != decodes["greedy"]
+    assert len(set(decodes["sampled"])) > 2 * len(set(decodes["greedy"]))  # not one loop
