@@ -369,8 +369,8 @@ def test_exact_resume_after_kill(setup, tmp_path, on_policy):
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     extra = ["--on-policy-weight", "1", "--on-policy-temperature", "1"] if on_policy else []
     full = tmp_path / "full"
-    proc = subprocess.run(_train_cmd(setup, full, 6, *extra), env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    proc = subprocess.run(_train_cmd(setup, full, 6, *extra), env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     killed = tmp_path / "killed"
@@ -385,8 +385,8 @@ def test_exact_resume_after_kill(setup, tmp_path, on_policy):
     assert p.returncode == -signal.SIGKILL, "training ended before it could be killed"
     assert not (killed / "train.json").exists()
 
-    proc = subprocess.run(_train_cmd(setup, killed, 6, *extra), env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    proc = subprocess.run(_train_cmd(setup, killed, 6, *extra), env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     a = load_file(full / "checkpoints" / "step_0000006" / "model.safetensors")
     b = load_file(killed / "checkpoints" / "step_0000006" / "model.safetensors")

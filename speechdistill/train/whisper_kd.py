@@ -409,7 +409,8 @@ class WhisperKDTrainer(AcceleratedTrainer):
             with torch.no_grad():
                 t_policy = self.teacher(encoder_outputs=(t_enc,), decoder_input_ids=policy).logits
             op = kd_loss(logits[n:, : policy.shape[1]], t_policy, batch["policy_mask"],
-                         divergence=cfg.divergence, temperature=cfg.temperature, skew=cfg.skew)  # fmt: skip
+                         divergence=cfg.divergence, temperature=cfg.temperature,
+                         skew=cfg.skew)  # fmt: skip
             op = op * self.item_scale("policy").to(op.device)
             losses["loss"] = losses["loss"] + cfg.on_policy_weight * op
             losses["on_policy"] = op.detach()
