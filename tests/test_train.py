@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -332,6 +333,28 @@ def test_bf16_teacher_still_shares_the_students_encoder(setup, tmp_path):
     AcceleratorState._reset_state(reset_partial_state=True)
     np.testing.assert_allclose(first["bf16"], first["no"], rtol=0.05)
     assert first["bf16"] != first["no"]  # bf16 really ran
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="what fp16 does without a GPU")
+def test_fp16_without_a_gpu_trains_in_float32_and_says_so(setup, tmp_path, caplog):
+    """accelerate reports fp16 on the CPU but runs float32: the trainer says so and loads the
+    teacher in float32 too, instead of half a model in fp16."""
+    from accelerate.state import AcceleratorState
+
+    from speechdistill.train.whisper_kd import WhisperKDTrainer
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # one precision per process
+    try:
+        with caplog.at_level(logging.WARNING, logger="speechdistill.train.common"):
+            trainer = WhisperKDTrainer(setup["student"], setup["teacher"], setup["pl"],
+                                       setup["dev"], tmp_path / "fp16",
+                                       _small(teacher_mode="shared_encoder",
+                                              mixed_precision="fp16"))  # fmt: skip
+        assert "fp16 needs a CUDA GPU" in caplog.text
+        assert trainer.acc.mixed_precision == "no"
+        assert trainer.teacher.dtype == torch.float32
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def test_cache_mode_needs_the_cache_teacher(setup, tmp_path):

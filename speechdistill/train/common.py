@@ -125,6 +125,22 @@ def make_scheduler(acc, optimizer: torch.optim.Optimizer, config: Any):
                          num_training_steps=config.max_steps * n)  # fmt: skip
 
 
+def make_accelerator(mixed_precision: str):
+    """accelerate's ``Accelerator``: on the GPU when there is one, else on the CPU.
+
+    fp16 autocast needs CUDA: on the CPU accelerate would report fp16 and run in float32, so
+    fp16 is turned off there, with a warning (bf16 autocast does run on the CPU).
+    """
+    from accelerate import Accelerator
+
+    cpu = not torch.cuda.is_available()
+    if cpu and mixed_precision == "fp16":
+        log.warning("mixed_precision fp16 needs a CUDA GPU: training in float32 on the CPU "
+                    "(bf16 runs on the CPU)")  # fmt: skip
+        mixed_precision = "no"
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+
+
 def tensorboard_writer(path: Path):
     """A TensorBoard ``SummaryWriter``, or None (logged) when tensorboard is not installed."""
     try:

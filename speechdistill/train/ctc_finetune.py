@@ -30,6 +30,7 @@ from speechdistill.losses import IGNORE_INDEX
 from speechdistill.train.common import (
     AcceleratedTrainer,
     MetricState,
+    make_accelerator,
     plot_curves,
     tensorboard_writer,
 )
@@ -164,17 +165,13 @@ class CTCTrainer(AcceleratedTrainer):
         out_dir: PathLike,
         config: CTCTrainConfig,
     ):
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
         from transformers import AutoConfig, Wav2Vec2FeatureExtractor
 
         self.config = config
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.acc = Accelerator(
-            mixed_precision=config.mixed_precision,
-            cpu=not torch.cuda.is_available(),
-        )
+        self.acc = make_accelerator(config.mixed_precision)
         set_seed(config.seed)
         texts = _labels(train_dir, config)
         vocab = build_vocab(texts.values())

@@ -46,6 +46,7 @@ from speechdistill.students.hubert import (
 from speechdistill.train.common import (
     AcceleratedTrainer,
     MetricState,
+    make_accelerator,
     plot_curves,
     tensorboard_writer,
 )
@@ -358,16 +359,12 @@ class HubertKDTrainer(AcceleratedTrainer):
         config: HubertTrainConfig,
         student: PathLike = NEW_STUDENT,
     ):
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         self.config = config
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.acc = Accelerator(
-            mixed_precision=config.mixed_precision,
-            cpu=not torch.cuda.is_available(),
-        )
+        self.acc = make_accelerator(config.mixed_precision)
         set_seed(config.seed)
         self.teacher = load_ssl_teacher(teacher_dir, device=self.acc.device)
         if str(student) == NEW_STUDENT:

@@ -52,6 +52,7 @@ from speechdistill.train.common import (  # noqa: F401  (re-exported)
     STATE,
     AcceleratedTrainer,
     EpochSampler,
+    make_accelerator,
     make_scheduler,
 )
 from speechdistill.train.common import tensorboard_writer as _tensorboard
@@ -217,16 +218,12 @@ class WhisperKDTrainer(AcceleratedTrainer):
         out_dir: PathLike,
         config: TrainConfig,
     ):
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         self.config = config
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.acc = Accelerator(
-            mixed_precision=config.mixed_precision,
-            cpu=not torch.cuda.is_available(),
-        )
+        self.acc = make_accelerator(config.mixed_precision)
         set_seed(config.seed)
         device = self.acc.device
         # float32 master weights whatever the device (mixed precision autocasts the compute)
@@ -253,7 +250,8 @@ class WhisperKDTrainer(AcceleratedTrainer):
                     f"the RS-KD cache was sampled at temperature {t}; train with --temperature {t}"
                 )
         if config.teacher_mode != "cache" or config.on_policy_weight:
-            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.mixed_precision)
+            precision = self.acc.mixed_precision  # "no" where fp16 was asked for on the CPU
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
             self.teacher, _ = _load(teacher_dir, device, dtype)
             self.teacher.requires_grad_(False).eval()
             if config.teacher_mode == "shared_encoder" and not _same_encoder(
