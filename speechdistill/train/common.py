@@ -378,10 +378,11 @@ class AcceleratedTrainer:
         """One optimiser step over the ``window`` of batches (``grad_accum`` of them, fewer at
         the end of an epoch): backward each, clip, step, and add the losses to ``running``.
 
-        Accumulation is ours, not accelerate's: the window is read first, so that with
-        :meth:`count_items` every batch's terms are weighed by their share of the window's items
-        on all processes (token-exact: batches of 1 accumulated twice equal a batch of 2, whatever
-        the label lengths). DDP synchronises gradients on the window's last backward only.
+        Accumulation is ours, not accelerate's: the window is read (and each batch passed
+        through :meth:`prepare_batch`) first, so that with :meth:`count_items` every batch's
+        terms are weighed by their share of the window's items on all processes (token-exact:
+        batches of 1 accumulated twice equal a batch of 2, whatever the label lengths). DDP
+        synchronises gradients on the window's last backward only.
         """
         acc = self.acc
         window = [self.prepare_batch(batch) for batch in window]

@@ -15,7 +15,8 @@ student also decodes every batch itself, greedily or by sampling, and
 ``<|endoftext|>``) is added: the pseudo-labels only show it the teacher's prefixes, never its own
 errors, so nothing teaches it to leave a repetition loop it has started. The teacher's decoder
 runs on those decodes in every mode (from the cached encoder states in ``cache`` mode; in
-``online`` mode the student's encoder runs on the batch twice, for labels and decodes).
+``online`` mode the student's encoder runs on the batch three times: to decode, then once each
+for labels and decodes in the trained forward).
 
 The dev set is decoded every ``eval_steps`` (real greedy decoding, WER against its ``text``, or
 its ``text.teacher`` when it has no reference) and the best checkpoint on dev is kept: dev only,
@@ -369,7 +370,10 @@ class WhisperKDTrainer(AcceleratedTrainer):
         policy = batch.get("policy_ids")
         if policy is not None:  # one student forward over the labels and its own decodes
             policy = policy[:, :-1]  # decoder inputs: the decode's tokens but the last
-            dec_in = _stack_right_padded(dec_in, policy, self.pad_id)
+            # right-padded: a causal decoder's logits at the real positions do not see padding
+            rows = [*dec_in, *policy.to(dec_in.device)]
+            dec_in = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True,
+                                                     padding_value=self.pad_id)  # fmt: skip
         student = self.student
         if cfg.teacher_mode == "online":
             feats = batch["input_features"]
@@ -452,16 +456,6 @@ class WhisperKDTrainer(AcceleratedTrainer):
 
 
 LOG_FIELDS = WhisperKDTrainer.log_fields
-
-
-def _stack_right_padded(a: torch.Tensor, b: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """``a`` over ``b`` (both ``(n, ·)`` token ids), the shorter right-padded with ``pad_id``
-    (a causal decoder's logits at the real positions do not see the padding)."""
-    width = max(a.shape[1], b.shape[1])
-    out = torch.full((a.shape[0] + b.shape[0], width), pad_id, dtype=a.dtype, device=a.device)
-    out[: a.shape[0], : a.shape[1]] = a
-    out[a.shape[0] :, : b.shape[1]] = b.to(a.device)
-    return out
 
 
 def plot_curves(
