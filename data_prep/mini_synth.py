@@ -4,6 +4,7 @@ Usage::
 
     python -m data_prep.mini_synth OUT_DIR [--num-train 300] [--num-dev 50] [--num-test 100]
                                            [--seed 0] [--nj 2] [--text FILE_OR_DIR ...]
+                                           [--train-text FILE_OR_DIR ...]
 
 writes Kaldi data dirs ``OUT_DIR/{train,dev,test}`` (``wav.scp`` with absolute paths to 16 kHz
 mono 16-bit WAVs under ``OUT_DIR/wav/<split>/``, ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur``;
@@ -17,6 +18,11 @@ Design:
   README for the source and licence), or any sentence files given with ``--text``. Sentences are
   de-duplicated on a normalised key (case, punctuation and spacing ignored); the dev and test
   sentences are drawn first and never occur in train, whatever ``--num-train`` is.
+* Train-only text: ``--train-text`` adds sentences that only train may use (the bundled
+  ``data_prep/mini_text_train/`` has 1,199 more), so that a larger train set holds more distinct
+  sentences instead of repeating them. They come after train's own sentences, so dev, test and
+  the first clips of train are those of the corpus without them; a train-only sentence that
+  repeats a bundled one is dropped with a count.
 * Speakers: an espeak-ng English accent (``en-us``, ``en-gb-x-rp`` …) × a voice variant (``m3``,
   ``f2``, ``klatt`` …) with its own base speed (words per minute), pitch, amplitude and word gap;
   each utterance jitters speed and pitch a little around the speaker's base. Speaker ids are
@@ -67,6 +73,8 @@ SPLITS = ("train", "dev", "test")
 
 #: The bundled text: every ``*.txt`` file in this directory, one sentence a line.
 TEXT_DIR = Path(__file__).resolve().parent / "mini_text"
+#: Bundled train-only text (``--train-text``): sentences never drawn for dev or test.
+TRAIN_TEXT_DIR = Path(__file__).resolve().parent / "mini_text_train"
 
 #: espeak-ng English accents (voice names) and the short codes used in speaker ids. Those in
 #: ``ACCENTS`` are the default pool; Whisper tiny.en's WER on them (greedy, 39 clips each, two
@@ -409,6 +417,7 @@ def _assign(
 def plan_corpus(
     sentences: Sequence[str],
     *,
+    train_sentences: Sequence[str] = (),
     num_train: int = 300,
     num_dev: int = 50,
     num_test: int = 100,
@@ -424,9 +433,11 @@ def plan_corpus(
     """Decide every utterance of the corpus (no audio yet).
 
     Dev and test sentences are disjoint from each other and from train. Train uses each of its
-    sentences once, then (when ``num_train`` exceeds them) again with other speakers. Dev and the
-    "seen" part of test use the training speakers (``num_speakers``, or ``num_train`` of them if
-    fewer, so that each one occurs in train); ``unseen_fraction`` of test uses the unseen ones.
+    sentences once, then each of ``train_sentences`` (train-only text, in a seeded order; those
+    whose key is among ``sentences`` are dropped), then (when ``num_train`` exceeds them all)
+    all of them again with other speakers. Dev and the "seen" part of test use the training
+    speakers (``num_speakers``, or ``num_train`` of them if fewer, so that each one occurs in
+    train); ``unseen_fraction`` of test uses the unseen ones.
     Dev and test do not depend on ``num_train`` once it reaches ``num_speakers``.
     """
     if min(num_train, num_dev, num_test) < 0:
@@ -454,7 +465,15 @@ def plan_corpus(
         "test", pools["test"][n_seen:], unseen, _rng(seed, "test-unseen"), n_unseen
     )
     test += [_renumber(u, n_seen + i) for i, u in enumerate(test_unseen)]
-    train_texts = _train_texts(_rng(seed, "train-text"), pools["train"])
+    keys = {sentence_key(s) for s in sentences}
+    extra = [s for s in train_sentences if sentence_key(s) not in keys]
+    if len(extra) < len(train_sentences):
+        log.warning(
+            "dropped %d train-only sentences that repeat the main text",
+            len(train_sentences) - len(extra),
+        )
+    extra = _rng(seed, "train-only-text").sample(extra, len(extra))
+    train_texts = _train_texts(_rng(seed, "train-text"), pools["train"] + extra)
     utterances = {
         "train": _assign("train", train_texts, seen, _rng(seed, "train"), num_train),
         "dev": _assign("dev", pools["dev"], seen, _rng(seed, "dev"), num_dev),
@@ -633,6 +652,7 @@ def _write_local(
     text_paths: Sequence[PathLike] | None,
     num_sentences: int,
     config: dict,
+    train_text_paths: Sequence[PathLike] | None = None,
 ) -> None:
     local.mkdir(parents=True, exist_ok=True)
     split_of: dict[str, set[str]] = {}
@@ -674,7 +694,11 @@ def _write_local(
             else "Sentences: user-supplied files (--text).\n"
         )
         + f"distinct sentences: {num_sentences}\n"
-        + "".join(f"sha256 {h} {Path(f).name if default else f}\n" for f, h in src.items()),
+        + "".join(f"sha256 {h} {Path(f).name if default else f}\n" for f, h in src.items())
+        + "".join(
+            f"train-only sha256 {h} {f}\n"
+            for f, h in (text_fingerprint(train_text_paths) if train_text_paths else {}).items()
+        ),
     )
     atomic_write_text(local / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
 
@@ -692,6 +716,7 @@ def prepare_mini_en(
     seed: int = 0,
     nj: int = 2,
     text: Sequence[PathLike] | None = None,
+    train_text: Sequence[PathLike] | None = None,
     num_speakers: int = 40,
     num_unseen_speakers: int = 12,
     accents: Sequence[str] | None = None,
@@ -712,8 +737,12 @@ def prepare_mini_en(
     )
     sentences = load_sentences(text)
     log.info("%d distinct sentences from %s", len(sentences), "mini_text" if text is None else text)
+    train_sentences = load_sentences(train_text) if train_text else []
+    if train_text:
+        log.info("%d distinct train-only sentences from %s", len(train_sentences), train_text)
     plan = plan_corpus(
         sentences,
+        train_sentences=train_sentences,
         num_train=num_train,
         num_dev=num_dev,
         num_test=num_test,
@@ -754,11 +783,13 @@ def prepare_mini_en(
         "variants": list(variants),
         "text": None if text is None else [str(p) for p in text],
         "num_sentences": len(sentences),
+        "train_text": [str(p) for p in train_text] if train_text else None,
+        "num_train_only_sentences": len(train_sentences),
         "espeak": espeak_version(exe),
         "sample_rate": SAMPLE_RATE,
         "hours": round(hours, 4),
     }
-    _write_local(out / "local", plan, text, len(sentences), config)
+    _write_local(out / "local", plan, text, len(sentences), config, train_text)
     log.info("wrote %s: %.2f h of audio in %.1f s (nj=%d)", out, hours, time.monotonic() - t0, nj)
     return dirs
 
@@ -798,6 +829,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the bundled data_prep/mini_text)",
     )
     p.add_argument(
+        "--train-text",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="train-only sentence files or dirs, used after train's own sentences "
+        f"(bundled: {TRAIN_TEXT_DIR.parent.name}/{TRAIN_TEXT_DIR.name}; default: none)",
+    )
+    p.add_argument(
         "--accents",
         type=_comma_list,
         default=None,
@@ -834,6 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             nj=args.nj,
             text=args.text,
+            train_text=args.train_text,
             num_speakers=args.num_speakers,
             num_unseen_speakers=args.num_unseen_speakers,
             accents=args.accents,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -129,6 +131,43 @@ def test_plan_train_prefix_and_fixed_dev_test():
     assert {u.spk for u in test if u.voiceset == "unseen"}.isdisjoint(
         u.spk for u in big.utterances["train"]
     )
+
+
+def test_train_only_text_extends_train_and_keeps_the_corpus_without_it(caplog):
+    sentences = [f"Sentence number {i} is here today." for i in range(12)]
+    # one repeats the main text (dropped with a count), one is new
+    extra = [f"Another line {i} for training only." for i in range(6)] + [sentences[0]]
+    kw = {"num_dev": 2, "num_test": 3, "seed": 3, "num_speakers": 4, "num_unseen_speakers": 2}
+    base = ms.plan_corpus(sentences, num_train=7, **kw)
+    with caplog.at_level(logging.WARNING, logger="data_prep.mini_synth"):
+        plan = ms.plan_corpus(sentences, train_sentences=extra, num_train=20, **kw)
+    assert "dropped 1 train-only sentences" in caplog.text
+    assert plan.utterances["dev"] == base.utterances["dev"]
+    assert plan.utterances["test"] == base.utterances["test"]
+    train = plan.utterances["train"]
+    assert train[:7] == base.utterances["train"]  # train's own sentences come first
+    keys = [ms.sentence_key(u.text) for u in train]
+    assert set(keys[7:13]) == {ms.sentence_key(s) for s in extra[:6]}  # then each extra once
+    assert len(set(keys)) == 13  # 7 + 6 distinct before any repeat
+    held = {ms.sentence_key(u.text) for k in ("dev", "test") for u in plan.utterances[k]}
+    assert held.isdisjoint(keys)
+
+
+def test_bundled_train_only_text_is_distinct_from_the_main_text():
+    main = {ms.sentence_key(s) for s in ms.load_sentences()}
+    extra = ms.load_sentences([ms.TRAIN_TEXT_DIR])
+    assert len(extra) >= 1000
+    assert main.isdisjoint(ms.sentence_key(s) for s in extra)
+    lengths = [len(s.split()) for s in extra]
+    assert min(lengths) >= 5 and max(lengths) <= 20
+    raw = [
+        line.strip()
+        for f in sorted(ms.TRAIN_TEXT_DIR.glob("*.txt"))
+        for line in f.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert len(raw) == len(extra)  # no duplicates inside the files
+    assert (ms.TRAIN_TEXT_DIR / "README.md").is_file()
 
 
 def test_every_training_speaker_occurs_in_train():
@@ -264,6 +303,27 @@ def test_rerun_replaces_stale_wavs(tmp_path):
     _prepare(out, num_train=4)
     assert len(list((out / "wav" / "train").glob("*.wav"))) == 4
     assert len(DataDir(out / "train")) == 4
+
+
+@needs_espeak
+def test_train_text_option_is_used_and_recorded(tmp_path):
+    main, extra = tmp_path / "main.txt", tmp_path / "extra.txt"
+    main.write_text("".join(f"Main sentence number {i} for the corpus.\n" for i in range(10)))
+    extra.write_text("".join(f"Extra line {i} only for training.\n" for i in range(5)))
+    out = tmp_path / "c"
+    assert ms.main([str(out), "--num-train", "6", "--num-dev", "1", "--num-test", "2",
+                    "--num-speakers", "2", "--num-unseen-speakers", "1", "--no-progress",
+                    "--text", str(main), "--train-text", str(extra)]) == 0  # fmt: skip
+    texts = DataDir(out / "train").text().values()
+    assert sum(t.startswith("Main") for t in texts) == 6  # 7 main train sentences come first
+    assert ms.main([str(out), "--num-train", "10", "--num-dev", "1", "--num-test", "2",
+                    "--num-speakers", "2", "--num-unseen-speakers", "1", "--no-progress",
+                    "--text", str(main), "--train-text", str(extra)]) == 0  # fmt: skip
+    texts = list(DataDir(out / "train").text().values())
+    assert sum(t.startswith("Extra") for t in texts) == 3 and len(set(texts)) == 10
+    config = json.loads((out / "local" / "config.json").read_text())
+    assert config["train_text"] == [str(extra)] and config["num_train_only_sentences"] == 5
+    assert "train-only sha256 " in (out / "local" / "text_source.txt").read_text()
 
 
 @needs_espeak
