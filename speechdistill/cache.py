@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,3 +134,66 @@ class CacheReader:
 
     def utt_ids(self, kind: str) -> Iterable[str]:
         return self.index.shards.get(kind, {}).keys()
+
+
+def merge_cache_indexes(srcs: Sequence[PathLike]) -> CacheIndex:
+    """The index of the union of caches ``srcs``: source ``i``'s shard ``kind/N.safetensors``
+    becomes ``i/kind/N.safetensors``. Raises ``ValueError`` when the caches were made by
+    different teachers or settings, or share an utterance."""
+    indexes = [CacheIndex.load(s) for s in srcs]
+    if not indexes:
+        raise ValueError("no caches to combine")
+    first = indexes[0]
+    shards: dict[str, dict[str, str]] = {kind: {} for kind in first.shards}
+    origin: dict[str, PathLike] = {}
+    for i, (src, index) in enumerate(zip(srcs, indexes, strict=True)):
+        for what, mine, theirs in (
+            ("teacher", index.teacher, first.teacher),
+            ("settings", index.settings, first.settings),
+            ("kinds", sorted(index.shards), sorted(first.shards)),
+        ):
+            if mine != theirs:
+                raise ValueError(
+                    f"cache {src} differs from {srcs[0]} in its {what}: {mine} vs {theirs}"
+                )
+        for kind, table in index.shards.items():
+            for utt, name in table.items():
+                if utt in shards[kind]:
+                    raise ValueError(f"utterance {utt} is in the caches of {origin[utt]} and {src}")
+                shards[kind][utt] = f"{i}/{name}"
+                origin[utt] = src
+    return CacheIndex(first.teacher, first.settings, shards)
+
+
+def combine_caches(dst: PathLike, srcs: Sequence[PathLike]) -> CacheIndex:
+    """Write the union of caches ``srcs`` (see :func:`merge_cache_indexes`) to ``dst``, shards
+    hard-linked (copied across file systems). ``dst`` is replaced as a whole, atomically."""
+    index = merge_cache_indexes(srcs)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    try:
+        for table in index.shards.values():
+            for name in set(table.values()):
+                i, rel = name.split("/", 1)
+                target = tmp / name
+                if target.exists():
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(Path(srcs[int(i)]) / rel, target)
+                except OSError:
+                    shutil.copy2(Path(srcs[int(i)]) / rel, target)
+        index.save(tmp)
+        old = None
+        if dst.exists():
+            old = dst.with_name(f".{dst.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dst, old)
+        os.replace(tmp, dst)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return index

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from speechdistill.pseudo_label import (
     PseudoLabelConfig,
     finalize,
     pseudo_label,
+    teacher_identity,
 )
 
 
@@ -191,7 +193,6 @@ def test_cache_round_trip(labeler, tiny_en_teacher, six, tmp_path):
     pseudo_label(tiny_en_teacher, data, out, config, labeler=lab)
 
     from speechdistill.audio import AudioReader
-    from speechdistill.pseudo_label import teacher_identity
 
     reader = CacheReader(out / "cache", teacher=teacher_identity(tiny_en_teacher))
     audio = AudioReader(data)
@@ -219,6 +220,45 @@ def test_cache_round_trip(labeler, tiny_en_teacher, six, tmp_path):
     with pytest.raises(ValueError, match="30 s"):
         pseudo_label(tiny_en_teacher, data, tmp_path / "x",
                      PseudoLabelConfig(cache_encoder=True, encoder_window=10))  # fmt: skip
+
+
+def test_combine_carries_the_teacher_caches(labeler, tiny_en_teacher, six, tmp_path, caplog):
+    """Data dirs pseudo-labelled apart, then combined, train from one cache."""
+    config = PseudoLabelConfig(batch_size=2, cache_encoder=True, rskd_k=8, seed=1)
+    lab = HFLabeler(labeler.model, labeler.processor, config)
+    parts = []
+    for name, sel in (("a", {"first": 2}), ("b", {"last": 2})):
+        data = subset(six, tmp_path / f"data_{name}", **sel)
+        pseudo_label(tiny_en_teacher, data, tmp_path / name, config, labeler=lab)
+        parts.append(tmp_path / name)
+    dst = tmp_path / "both"
+    (dst / "cache").mkdir(parents=True)
+    (dst / "cache" / "stale.safetensors").write_text("x")
+    assert main(["data", "combine", str(dst), *map(str, parts)]) == 0
+    assert not (dst / "cache" / "stale.safetensors").exists()
+    combined = CacheReader(dst / "cache", teacher=teacher_identity(tiny_en_teacher))
+    assert sorted(combined.utt_ids("encoder")) == sorted(DataDir(dst).utt_ids())
+    for part in parts:
+        reader = CacheReader(part / "cache")
+        for utt in reader.utt_ids("rskd"):
+            assert torch.equal(combined.encoder(utt), reader.encoder(utt))
+            for x, y in zip(combined.rskd(utt), reader.rskd(utt), strict=True):
+                assert torch.equal(x, y)
+    # another sampling seed: refused before anything is written
+    other = PseudoLabelConfig(batch_size=2, cache_encoder=True, rskd_k=8, seed=2)
+    lab2 = HFLabeler(labeler.model, labeler.processor, other)
+    data = subset(six, tmp_path / "data_c", utt_list=[DataDir(six).utt_ids()[2]])
+    pseudo_label(tiny_en_teacher, data, tmp_path / "c", other, labeler=lab2)
+    caplog.clear()
+    assert main(["data", "combine", str(tmp_path / "x"), str(parts[0]), str(tmp_path / "c")]) == 1
+    assert "differs" in caplog.text and "settings" in caplog.text
+    assert not (tmp_path / "x").exists()
+    # a part without a cache: the data are combined, the stale cache is removed
+    shutil.rmtree(tmp_path / "c" / "cache")
+    caplog.clear()
+    assert main(["data", "combine", str(dst), str(parts[0]), str(tmp_path / "c")]) == 0
+    assert "not combining the teacher caches" in caplog.text
+    assert len(DataDir(dst)) == 3 and not (dst / "cache").exists()
 
 
 def test_rskd_estimate_is_unbiased_and_reproducible():

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 from speechdistill.cli import data_audio
 from speechdistill.datadir.core import DataDir
@@ -179,15 +181,37 @@ def _copy(args: argparse.Namespace) -> int:
 
 
 def _add_combine(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("combine", help="union of data dirs (combine_data.sh)")
+    p = sub.add_parser(
+        "combine", help="union of data dirs (combine_data.sh), teacher caches included"
+    )
     p.add_argument("dst", help="destination data dir")
     p.add_argument("srcs", nargs="+", metavar="src", help="source data dirs")
     p.set_defaults(func=_combine)
 
 
 def _combine(args: argparse.Namespace) -> int:
+    from speechdistill.cache import INDEX, combine_caches, merge_cache_indexes
+    from speechdistill.pseudo_label import CACHE_DIR
+
+    caches = [Path(s) / CACHE_DIR for s in args.srcs if (Path(s) / CACHE_DIR / INDEX).is_file()]
+    if caches and len(caches) < len(args.srcs):
+        log.warning(
+            "combine: not combining the teacher caches (%s/): missing from %s",
+            CACHE_DIR,
+            ", ".join(s for s in args.srcs if Path(s) / CACHE_DIR not in caches),
+        )
+    whole = len(caches) == len(args.srcs)
+    if whole:
+        merge_cache_indexes(caches)  # refuse before anything is written
     dst = combine(args.dst, args.srcs)
     print(f"combine: {len(DataDir(dst))} utterances from {len(args.srcs)} dirs in {dst}")
+    if whole:
+        index = combine_caches(Path(dst) / CACHE_DIR, caches)
+        n = len(next(iter(index.shards.values()), {}))
+        print(f"combine: teacher caches of {n} utterances in {Path(dst) / CACHE_DIR}")
+    elif (Path(dst) / CACHE_DIR).is_dir():
+        log.warning("combine: removing the stale teacher cache %s", Path(dst) / CACHE_DIR)
+        shutil.rmtree(Path(dst) / CACHE_DIR)
     return 0
 
 
