@@ -488,6 +488,8 @@ def test_on_policy_kd_distils_the_teacher_on_the_students_own_decode(
     model_dir = setup["student"] if student == "ends_early" else looping_student
     args = (model_dir, setup["teacher"], setup["pl"], setup["dev"])
     trainer = WhisperKDTrainer(*args, tmp_path / "op", _small(on_policy_weight=0.5, **kw))
+    # in cache mode only the teacher's decoder is kept
+    assert not any(n.startswith("model.encoder") for n, _ in trainer.teacher.named_parameters())
     batch = _first_batch(trainer)
     losses = trainer.compute_loss(batch)
     ids, mask = batch["policy_ids"], batch["policy_mask"]
