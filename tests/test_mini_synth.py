@@ -54,8 +54,9 @@ def _raw_keys(path: Path) -> list[str]:
 # ----------------------------------------------------------------------------- the text
 
 
-def test_bundled_sentences_are_many_distinct_and_natural_length():
-    sentences = ms.load_sentences()
+@pytest.mark.parametrize("text_dir", [ms.TEXT_DIR, ms.TRAIN_TEXT_DIR], ids=["main", "train_only"])
+def test_bundled_sentences_are_many_distinct_and_natural_length(text_dir):
+    sentences = ms.load_sentences([text_dir])
     assert len(sentences) >= 1000
     keys = [ms.sentence_key(s) for s in sentences]
     assert len(set(keys)) == len(keys)
@@ -64,12 +65,14 @@ def test_bundled_sentences_are_many_distinct_and_natural_length():
     # no duplicates were dropped from the files themselves
     raw = [
         line.strip()
-        for f in sorted(ms.TEXT_DIR.glob("*.txt"))
+        for f in sorted(text_dir.glob("*.txt"))
         for line in f.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     ]
     assert len(raw) == len(sentences)
-    assert (ms.TEXT_DIR / "README.md").is_file()
+    assert (text_dir / "README.md").is_file()
+    if text_dir == ms.TRAIN_TEXT_DIR:  # and none repeats a sentence of the main text
+        assert set(keys).isdisjoint(ms.sentence_key(s) for s in ms.load_sentences())
 
 
 def test_load_sentences_dedups_on_normalised_key(tmp_path):
@@ -151,23 +154,6 @@ def test_train_only_text_extends_train_and_keeps_the_corpus_without_it(caplog):
     assert len(set(keys)) == 13  # 7 + 6 distinct before any repeat
     held = {ms.sentence_key(u.text) for k in ("dev", "test") for u in plan.utterances[k]}
     assert held.isdisjoint(keys)
-
-
-def test_bundled_train_only_text_is_distinct_from_the_main_text():
-    main = {ms.sentence_key(s) for s in ms.load_sentences()}
-    extra = ms.load_sentences([ms.TRAIN_TEXT_DIR])
-    assert len(extra) >= 1000
-    assert main.isdisjoint(ms.sentence_key(s) for s in extra)
-    lengths = [len(s.split()) for s in extra]
-    assert min(lengths) >= 5 and max(lengths) <= 20
-    raw = [
-        line.strip()
-        for f in sorted(ms.TRAIN_TEXT_DIR.glob("*.txt"))
-        for line in f.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert len(raw) == len(extra)  # no duplicates inside the files
-    assert (ms.TRAIN_TEXT_DIR / "README.md").is_file()
 
 
 def test_every_training_speaker_occurs_in_train():
