@@ -138,7 +138,7 @@ def test_plan_train_prefix_and_fixed_dev_test():
 
 def test_train_only_text_extends_train_and_keeps_the_corpus_without_it(caplog):
     sentences = [f"Sentence number {i} is here today." for i in range(12)]
-    # one repeats the main text (dropped with a count), one is new
+    # six new sentences and one that repeats the main text (dropped with a count)
     extra = [f"Another line {i} for training only." for i in range(6)] + [sentences[0]]
     kw = {"num_dev": 2, "num_test": 3, "seed": 3, "num_speakers": 4, "num_unseen_speakers": 2}
     base = ms.plan_corpus(sentences, num_train=7, **kw)
