@@ -165,10 +165,13 @@ def merge_cache_indexes(srcs: Sequence[PathLike]) -> CacheIndex:
     return CacheIndex(first.teacher, first.settings, shards)
 
 
-def combine_caches(dst: PathLike, srcs: Sequence[PathLike]) -> CacheIndex:
-    """Write the union of caches ``srcs`` (see :func:`merge_cache_indexes`) to ``dst``, shards
-    hard-linked (copied across file systems). ``dst`` is replaced as a whole, atomically."""
-    index = merge_cache_indexes(srcs)
+def combine_caches(
+    dst: PathLike, srcs: Sequence[PathLike], index: CacheIndex | None = None
+) -> CacheIndex:
+    """Write the union of caches ``srcs`` (``index``: their :func:`merge_cache_indexes`, merged
+    here when not given) to ``dst``, shards hard-linked (copied across file systems). ``dst`` is
+    replaced as a whole, atomically."""
+    index = merge_cache_indexes(srcs) if index is None else index
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))

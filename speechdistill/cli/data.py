@@ -200,13 +200,12 @@ def _combine(args: argparse.Namespace) -> int:
             CACHE_DIR,
             ", ".join(s for s in args.srcs if Path(s) / CACHE_DIR not in caches),
         )
-    whole = len(caches) == len(args.srcs)
-    if whole:
-        merge_cache_indexes(caches)  # refuse before anything is written
+    # merged first: a mismatch is refused before anything is written
+    index = merge_cache_indexes(caches) if len(caches) == len(args.srcs) else None
     dst = combine(args.dst, args.srcs)
     print(f"combine: {len(DataDir(dst))} utterances from {len(args.srcs)} dirs in {dst}")
-    if whole:
-        index = combine_caches(Path(dst) / CACHE_DIR, caches)
+    if index is not None:
+        combine_caches(Path(dst) / CACHE_DIR, caches, index)
         n = len(next(iter(index.shards.values()), {}))
         print(f"combine: teacher caches of {n} utterances in {Path(dst) / CACHE_DIR}")
     elif (Path(dst) / CACHE_DIR).is_dir():
