@@ -1,8 +1,9 @@
 """Teacher caches for fast training: encoder hidden states and sparse (RS-KD) distributions.
 
-Stored in safetensors shards (one per pseudo-labelling batch, written atomically) under
-``CACHE_DIR``, with ``index.json`` mapping each utterance to its shard and recording the
-teacher's identity, so a trainer never mixes caches of different teachers.
+Stored in safetensors shards (one per pseudo-labelling batch, written atomically) under a
+pseudo-labelled data dir's :data:`CACHE_DIR`, with ``index.json`` mapping each utterance to its
+shard and recording the teacher's identity, so a trainer never mixes caches of different
+teachers.
 
 Random-sampling KD (RS-KD): at every position of the teacher-forced pseudo-label, ``K`` tokens
 are drawn with replacement from the teacher's softmax at temperature ``T``; the unique ids and
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +29,9 @@ from safetensors.torch import load_file, save_file
 
 from speechdistill.utils import PathLike, atomic_write_text
 
+log = logging.getLogger(__name__)
+
+CACHE_DIR = "cache"  # a pseudo-labelled data dir's cache, beside its text.teacher
 INDEX = "index.json"
 KINDS = ("encoder", "rskd")
 
@@ -199,4 +204,36 @@ def combine_caches(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return index
+
+
+def combine_labelled(dst: PathLike, srcs: Sequence[PathLike]) -> CacheIndex | None:
+    """Union of pseudo-labelled data dirs (:func:`speechdistill.datadir.ops.combine`) with their
+    teacher caches. Returns the combined cache's index, or ``None`` when not every source has a
+    cache: the data are then combined alone (warning) and a stale ``dst`` cache is removed.
+
+    A cache mismatch (teacher, settings, a shared utterance) raises ``ValueError`` before
+    anything is written.
+    """
+    from speechdistill.datadir.ops import combine
+
+    caches = [Path(s) / CACHE_DIR for s in srcs]
+    have = [c for c in caches if (c / INDEX).is_file()]
+    if have and len(have) < len(caches):
+        missing = ", ".join(str(s) for s, c in zip(srcs, caches, strict=True) if c not in have)
+        log.warning(
+            "combine: not combining the teacher caches (%s/): missing from %s", CACHE_DIR, missing
+        )
+    index = merge_cache_indexes(caches) if len(have) == len(caches) else None
+    dst = combine(dst, srcs)
+    if index is not None:
+        combine_caches(dst / CACHE_DIR, caches, index)
+        log.info(
+            "combine: teacher caches of %d utterances -> %s",
+            len(next(iter(index.shards.values()), {})),
+            dst / CACHE_DIR,
+        )
+    elif (dst / CACHE_DIR).is_dir():
+        log.warning("combine: removing the stale teacher cache %s", dst / CACHE_DIR)
+        shutil.rmtree(dst / CACHE_DIR)
     return index

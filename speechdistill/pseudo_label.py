@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from speechdistill.audio import SAMPLE_RATE, AudioError, AudioReader
 from speechdistill.batching import length_sorted_batches
-from speechdistill.cache import CacheIndex, rskd_sample, save_shard, utt_generator
+from speechdistill.cache import CACHE_DIR, CacheIndex, rskd_sample, save_shard, utt_generator
 from speechdistill.datadir import write_kv
 from speechdistill.datadir.fix import load_tables, restrict, write_tables
 from speechdistill.label_stats import STATS, text_stats, token_stats
@@ -53,7 +53,6 @@ from speechdistill.utils import PathLike, atomic_write_text
 log = logging.getLogger(__name__)
 
 WORK_DIR = ".pseudo_label"
-CACHE_DIR = "cache"
 #: Whisper's input window in seconds.
 WINDOW_SECONDS = 30.0
 

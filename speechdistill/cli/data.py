@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from speechdistill.cli import data_audio
 from speechdistill.datadir.core import DataDir
 from speechdistill.datadir.fix import fix
-from speechdistill.datadir.ops import combine, copy, merge_split, read_keys, split, subset
+from speechdistill.datadir.ops import copy, merge_split, read_keys, split, subset
 from speechdistill.datadir.validate import DataDirValidationError, validate
 
 log = logging.getLogger("speechdistill")
@@ -190,27 +189,13 @@ def _add_combine(sub: argparse._SubParsersAction) -> None:
 
 
 def _combine(args: argparse.Namespace) -> int:
-    from speechdistill.cache import INDEX, combine_caches, merge_cache_indexes
-    from speechdistill.pseudo_label import CACHE_DIR
+    from speechdistill.cache import CACHE_DIR, combine_labelled
 
-    caches = [Path(s) / CACHE_DIR for s in args.srcs if (Path(s) / CACHE_DIR / INDEX).is_file()]
-    if caches and len(caches) < len(args.srcs):
-        log.warning(
-            "combine: not combining the teacher caches (%s/): missing from %s",
-            CACHE_DIR,
-            ", ".join(s for s in args.srcs if Path(s) / CACHE_DIR not in caches),
-        )
-    # merged first: a mismatch is refused before anything is written
-    index = merge_cache_indexes(caches) if len(caches) == len(args.srcs) else None
-    dst = combine(args.dst, args.srcs)
-    print(f"combine: {len(DataDir(dst))} utterances from {len(args.srcs)} dirs in {dst}")
+    index = combine_labelled(args.dst, args.srcs)
+    print(f"combine: {len(DataDir(args.dst))} utterances from {len(args.srcs)} dirs in {args.dst}")
     if index is not None:
-        combine_caches(Path(dst) / CACHE_DIR, caches, index)
         n = len(next(iter(index.shards.values()), {}))
-        print(f"combine: teacher caches of {n} utterances in {Path(dst) / CACHE_DIR}")
-    elif (Path(dst) / CACHE_DIR).is_dir():
-        log.warning("combine: removing the stale teacher cache %s", Path(dst) / CACHE_DIR)
-        shutil.rmtree(Path(dst) / CACHE_DIR)
+        print(f"combine: teacher caches of {n} utterances in {Path(args.dst) / CACHE_DIR}")
     return 0
 
 
