@@ -59,6 +59,7 @@ train_opts=             # more options for speechdistill train, e.g. "--max-step
 # Decoding
 decode_batch_size=16    # utterances per batch
 decode_num_beams=1      # 1: greedy
+decode_temperature_fallback=false  # Whisper's fallback (resample a looping decode); train's dev too
 decode_dtype=           # float32, float16, bfloat16 (empty: float32 on CPU)
 speed_max_utts=32       # score: utterances timed for latency/RTFx/speculative decoding (0: skip)
 # Publishing
@@ -88,6 +89,7 @@ gen_opts=(--batch-size "${decode_batch_size}" --num-beams "${decode_num_beams}" 
 [ -n "${language}" ] && gen_opts+=(--language "${language}")
 [ -n "${task}" ] && gen_opts+=(--task "${task}")
 [ -n "${decode_dtype}" ] && gen_opts+=(--dtype "${decode_dtype}")
+[ "${decode_temperature_fallback}" = true ] && gen_opts+=(--temperature-fallback)
 
 # Every set this recipe touches, once each, in order.
 # shellcheck disable=SC2086 # test_sets is a list
@@ -167,6 +169,8 @@ if stage_start 7 train exp/student; then
   [ -f "${train_config}" ] && train_args+=(--config "${train_config}")
   [ -f "${pl_dir}/cache/index.json" ] && train_args+=(--cache-dir "${pl_dir}/cache")
   [ -n "${language}" ] && train_args+=(--language "${language}")
+  # the checkpoint is chosen with the decoding that test gets
+  [ "${decode_temperature_fallback}" = true ] && train_args+=(--eval-temperature-fallback true)
   # shellcheck disable=SC2206 # train_opts is a list of options
   train_args+=(${train_opts})
   ${gpu_cmd} exp/student/log/train.log "${sd_multi[@]}" train "${train_args[@]}"
