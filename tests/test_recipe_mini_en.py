@@ -44,6 +44,8 @@ def test_mini_en_recipe_end_to_end(recipe):
         "4",
         "--filter",
         "label_free",  # mini_en trains on every label by default; the filter stage runs here too
+        "--decode_temperature_fallback",
+        "true",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -68,6 +70,12 @@ def test_mini_en_recipe_end_to_end(recipe):
     assert 1 <= len(kept) <= 6
     assert (recipe / "exp" / "student" / "model.safetensors").is_file()
     assert (recipe / "exp" / "student" / "train_log.csv").is_file()
+    # the fallback decoded test and chose the checkpoint on dev
+    for job in ("1", "2"):
+        decoded = recipe / "exp" / "student" / "decode_test" / "split2" / job / "decode.json"
+        assert json.loads(decoded.read_text())["config"]["temperature_fallback"] is True
+    train_config = (recipe / "exp" / "student" / "train_config.yaml").read_text()
+    assert re.search(r"^eval_temperature_fallback: true$", train_config, re.M), train_config
     student = load_results(recipe / "exp" / "student" / "decode_test" / "score_wer")
     assert student["n_utts"] == 10 and student["wer"] >= 0.0
     results_md = (recipe / "exp" / "RESULTS.md").read_text()

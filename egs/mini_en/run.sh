@@ -6,8 +6,10 @@
 # The student learns from every pseudo-label (--filter none): with 300 clips, data is what the
 # 2-layer decoder lacks most (all 300: dev WER 34.7 %, test 31.0 %; the label-free filter's 237:
 # dev 35.1 % but one test utterance looping). Add --filter label_free to run the filter stage.
-# Coming near the teacher takes more audio (about 35 minutes; see README.md):
-#   ./run.sh --local_data_opts "--num_train 1000" --train_config conf/train_1k.yaml
+# Reaching the teacher's WER takes more audio and text and beam-search labels (about 1.5 hours on
+# 2 cores, most of it pseudo-labelling; see README.md):
+#   ./run.sh --local_data_opts "--num_train 2000 --train_text bundled" \
+#     --train_config conf/train_1k.yaml --pl_num_beams 5 --decode_temperature_fallback true
 set -euo pipefail
 cd "$(dirname "$0")"
 
