@@ -170,13 +170,10 @@ def merge_cache_indexes(srcs: Sequence[PathLike]) -> CacheIndex:
     return CacheIndex(first.teacher, first.settings, shards)
 
 
-def combine_caches(
-    dst: PathLike, srcs: Sequence[PathLike], index: CacheIndex | None = None
-) -> CacheIndex:
+def combine_caches(dst: PathLike, srcs: Sequence[PathLike], index: CacheIndex) -> CacheIndex:
     """Write the union of caches ``srcs`` (``index``: their :func:`merge_cache_indexes`, merged
-    here when not given) to ``dst``, shards hard-linked (copied across file systems). ``dst`` is
-    replaced as a whole, atomically."""
-    index = merge_cache_indexes(srcs) if index is None else index
+    before anything is written) to ``dst``, shards hard-linked (copied across file systems).
+    ``dst`` is replaced as a whole, atomically."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
