@@ -91,6 +91,11 @@ class CacheIndex:
     settings: dict
     shards: dict[str, dict[str, str]]  # kind -> utt -> shard file (relative to the cache dir)
 
+    @property
+    def utterances(self) -> set[str]:
+        """Every utterance with at least one cached tensor."""
+        return set().union(*self.shards.values())
+
     def save(self, cache_dir: PathLike) -> None:
         body = {"teacher": self.teacher, "settings": self.settings, "shards": self.shards}
         atomic_write_text(
@@ -226,9 +231,7 @@ def combine_labelled(dst: PathLike, srcs: Sequence[PathLike]) -> CacheIndex | No
     if index is not None:
         combine_caches(dst / CACHE_DIR, caches, index)
         log.info(
-            "combine: teacher caches of %d utterances -> %s",
-            len(next(iter(index.shards.values()), {})),
-            dst / CACHE_DIR,
+            "combine: teacher caches of %d utterances -> %s", len(index.utterances), dst / CACHE_DIR
         )
     elif (dst / CACHE_DIR).is_dir():
         log.warning("combine: removing the stale teacher cache %s", dst / CACHE_DIR)

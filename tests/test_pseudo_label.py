@@ -222,7 +222,9 @@ def test_cache_round_trip(labeler, tiny_en_teacher, six, tmp_path):
                      PseudoLabelConfig(cache_encoder=True, encoder_window=10))  # fmt: skip
 
 
-def test_combine_carries_the_teacher_caches(labeler, tiny_en_teacher, six, tmp_path, caplog):
+def test_combine_carries_the_teacher_caches(
+    labeler, tiny_en_teacher, six, tmp_path, caplog, capsys
+):
     """Data dirs pseudo-labelled apart, then combined, train from one cache."""
     config = PseudoLabelConfig(batch_size=2, cache_encoder=True, rskd_k=8, seed=1)
     lab = HFLabeler(labeler.model, labeler.processor, config)
@@ -235,6 +237,7 @@ def test_combine_carries_the_teacher_caches(labeler, tiny_en_teacher, six, tmp_p
     (dst / "cache").mkdir(parents=True)
     (dst / "cache" / "stale.safetensors").write_text("x")
     assert main(["data", "combine", str(dst), *map(str, parts)]) == 0
+    assert "teacher caches of 4 utterances" in capsys.readouterr().out
     assert not (dst / "cache" / "stale.safetensors").exists()
     combined = CacheReader(dst / "cache", teacher=teacher_identity(tiny_en_teacher))
     assert sorted(combined.utt_ids("encoder")) == sorted(DataDir(dst).utt_ids())

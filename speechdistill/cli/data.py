@@ -194,7 +194,7 @@ def _combine(args: argparse.Namespace) -> int:
     index = combine_labelled(args.dst, args.srcs)
     print(f"combine: {len(DataDir(args.dst))} utterances from {len(args.srcs)} dirs in {args.dst}")
     if index is not None:
-        n = len(next(iter(index.shards.values()), {}))
+        n = len(index.utterances)
         print(f"combine: teacher caches of {n} utterances in {Path(args.dst) / CACHE_DIR}")
     return 0
 
