@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.speechdistill-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint bench install sysdeps clean
+.PHONY: demo test lint bench install sysdeps testdeps clean
 
 install: $(STAMP)
 
@@ -28,10 +28,18 @@ sysdeps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q espeak-ng; }
 
+# Tools only some tests use (they skip without them): shellcheck (lints the recipes) and sox
+# (wav.scp pipes).
+testdeps: sysdeps
+	@{ command -v shellcheck && command -v sox; } >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q shellcheck sox \
+	  || echo "testdeps: shellcheck/sox not installed; the tests that need them skip"; }
+
 demo: install sysdeps
 	cd egs/mini_en && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ./run.sh
 
-test: install sysdeps
+test: install testdeps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m ruff check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
 
