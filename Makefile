@@ -10,6 +10,10 @@ STAMP   := $(VENV)/.speechdistill-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
+# apt-get install (through sudo unless root), for sysdeps and testdeps
+APT_INSTALL = SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q
+
 .PHONY: demo test lint bench install sysdeps testdeps clean
 
 install: $(STAMP)
@@ -24,16 +28,12 @@ $(STAMP): pyproject.toml
 
 # System packages the demo and tests need: espeak-ng (speech synthesis for the mini corpus).
 sysdeps:
-	@command -v espeak-ng >/dev/null 2>&1 || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q espeak-ng; }
+	@command -v espeak-ng >/dev/null 2>&1 || { $(APT_INSTALL) espeak-ng; }
 
 # Tools only some tests use (they skip without them): shellcheck (lints the recipes) and sox
 # (wav.scp pipes).
 testdeps: sysdeps
-	@{ command -v shellcheck && command -v sox; } >/dev/null 2>&1 || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q shellcheck sox \
+	@{ command -v shellcheck && command -v sox; } >/dev/null 2>&1 || { $(APT_INSTALL) shellcheck sox \
 	  || echo "testdeps: shellcheck/sox not installed; the tests that need them skip"; }
 
 demo: install sysdeps
