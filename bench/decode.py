@@ -73,7 +73,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tiny random Whisper builders shared with the tests
 
 
 def quiet_transformers() -> None:
@@ -92,9 +91,9 @@ def make_random_pair(
 ) -> tuple[Path, Path]:
     """A random English-only Whisper of the given shape and its 2-decoder-layer student."""
     from transformers import WhisperConfig
-    from whisper_builders import english_tokenizer, save_random_whisper
 
-    from speechdistill.students.whisper import init_student
+    from speechdistill.init_student import init_student
+    from speechdistill.testing import english_tokenizer, save_random_whisper
 
     teacher = save_random_whisper(root / "teacher", english_tokenizer(), multilingual=False,
                                   max_source_positions=1500)  # fmt: skip
@@ -117,8 +116,8 @@ def make_random_pair(
 
 def tiny_en_pair(root: Path) -> tuple[Path, Path]:
     """The embedded tiny.en teacher and its 2-decoder-layer student (weights do not matter)."""
-    from speechdistill.students.whisper import init_student
-    from speechdistill.teacher import prepare_teacher
+    from speechdistill.init_student import init_student
+    from speechdistill.teachers.whisper import prepare_teacher
 
     teacher = prepare_teacher("tiny.en", root / "teacher")
     init_student(teacher, root / "student", decoder_layers=2, overwrite=True)
@@ -269,7 +268,7 @@ class LayerCost:
 def bench_pair(name: str, teacher_dir: Path, student_dir: Path, args) -> tuple[list, list]:
     from transformers.modeling_outputs import BaseModelOutput
 
-    from speechdistill.teacher import load_teacher
+    from speechdistill.teachers.whisper import load_teacher
 
     teacher, _ = load_teacher(str(teacher_dir))
     student, _ = load_teacher(str(student_dir))

@@ -35,7 +35,7 @@ EGS = REPO / "egs" / "mini_en"
 
 def data_and_teacher(work: Path) -> tuple[Path, Path]:
     """(root holding train/dev/test data dirs, teacher dir)."""
-    from speechdistill.teacher import prepare_teacher
+    from speechdistill.teachers.whisper import prepare_teacher
 
     if all((EGS / "dump" / s / "wav.scp").is_file() for s in ("train", "dev", "test")):
         root = EGS / "dump"
@@ -96,7 +96,8 @@ def test_scores(model: Path, data: Path) -> dict:
 def speed(teacher_dir: Path, student_dir: Path, data: Path, n: int) -> dict:
     """Median seconds per clip (batch 1) of the teacher encoder and the student encoder."""
     from speechdistill.audio import AudioReader
-    from speechdistill.students.hubert import load_hubert_student, load_ssl_teacher
+    from speechdistill.teachers.hubert import load_ssl_teacher
+    from speechdistill.train.hubert_student import load_hubert_student
     from speechdistill.train.waveform import pad_waveforms
 
     teacher = load_ssl_teacher(teacher_dir)

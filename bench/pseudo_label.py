@@ -40,7 +40,7 @@ Prints three tables and writes every figure to ``WORK/results/pseudo_label.json`
 
 3. **Memory** on ``--mem-utts`` utterances (20 WAVs of 1-2 s listed over and over under distinct
    ids), labelled by our stage (hf, 30 s window, batch 16, ``max_new_tokens=4``) with a tiny random
-   Whisper (d_model 64, :mod:`tests.whisper_builders`), in a fresh child process. Per window of
+   Whisper (d_model 64, :mod:`speechdistill.testing`), in a fresh child process. Per window of
    1,000 utterances: VmRSS at every batch end (its floor and median: what stays allocated) and
    the window's peak (VmHWM, reset through ``/proc/self/clear_refs`` when a window closes; a
    thread also samples VmRSS every 0.5 s); then the peak of ``finalize``. A single VmRSS reading
@@ -95,7 +95,7 @@ import soundfile as sf
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # data_prep and tests.whisper_builders, when run as a script
+sys.path.insert(0, str(REPO))  # data_prep, when run as a script
 
 from speechdistill.audio import SAMPLE_RATE, AudioReader
 from speechdistill.datadir import DataDir, read_kv
@@ -236,7 +236,7 @@ def _num_lines(path: Path) -> int:
 def prepare_inputs(work: Path, num_utts: int, corpus_utts: int) -> Inputs:
     """Synthesise the corpus and import the teacher when not already in ``work``."""
     from data_prep.mini_synth import prepare_mini_en
-    from speechdistill.teacher import prepare_teacher
+    from speechdistill.teachers.whisper import prepare_teacher
 
     t0 = time.perf_counter()
     corpus = work / "mini_en"
@@ -253,7 +253,7 @@ def prepare_inputs(work: Path, num_utts: int, corpus_utts: int) -> Inputs:
 
 def prepare_memory_inputs(work: Path, corpus: Path, num_utts: int) -> tuple[Path, Path]:
     """The repeated-short-clips data dir and the tiny random teacher of the memory run."""
-    from tests.whisper_builders import english_tokenizer, save_random_whisper
+    from speechdistill.testing import english_tokenizer, save_random_whisper
 
     mem = work / "memory"
     teacher = mem / "random_teacher"

@@ -62,9 +62,9 @@ SHAPES: dict[str, dict[str, int]] = {
 def random_teacher_skeleton(out: Path, shape: str) -> None:
     """Config, generation config and processor of a ``shape`` teacher (v3 vocabulary layout,
     100 languages, 128 mels), without weights: they are drawn where the benchmark runs."""
-    sys.path.insert(0, str(ROOT / "tests"))  # the random Whisper builders shared with the tests
     from transformers import GenerationConfig, WhisperConfig
-    from whisper_builders import multilingual_tokenizer, save_random_whisper
+
+    from speechdistill.testing import multilingual_tokenizer, save_random_whisper
 
     tmp = Path(tempfile.mkdtemp(prefix="skeleton_", dir=out.parent))
     tok = multilingual_tokenizer(tmp, n_langs=100, v3=True)
@@ -110,9 +110,9 @@ def setup(work: Path, args: argparse.Namespace) -> dict[str, Path]:
     """Corpus, teacher, pseudo-labels with caches and the initial student (kept in ``work``)."""
     from data_prep.mini_synth import prepare_mini_en
     from speechdistill.datadir.ops import subset
+    from speechdistill.init_student import init_student
     from speechdistill.pseudo_label import PseudoLabelConfig, pseudo_label
-    from speechdistill.students.whisper import init_student
-    from speechdistill.teacher import prepare_teacher
+    from speechdistill.teachers.whisper import prepare_teacher
 
     corpus = work / "corpus"
     if not (corpus / "train" / "wav.scp").is_file():

@@ -100,7 +100,7 @@ class WhisperTranscriber:
 
     @classmethod
     def from_pretrained(cls, model_dir: PathLike, config: DecodeConfig) -> WhisperTranscriber:
-        from speechdistill.teacher import load_teacher
+        from speechdistill.teachers.whisper import load_teacher
 
         model, processor = load_teacher(str(model_dir), device=config.device, dtype=config.dtype)
         return cls(model, processor, config)

@@ -48,6 +48,7 @@ from speechdistill.cache import CACHE_DIR, CacheIndex, rskd_sample, save_shard, 
 from speechdistill.datadir import write_kv
 from speechdistill.datadir.fix import load_tables, restrict, write_tables
 from speechdistill.label_stats import STATS, text_stats, token_stats
+from speechdistill.teachers.identity import teacher_identity
 from speechdistill.utils import PathLike, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class HFLabeler:
 
     @classmethod
     def from_pretrained(cls, teacher: PathLike, config: PseudoLabelConfig) -> HFLabeler:
-        from speechdistill.teacher import load_teacher
+        from speechdistill.teachers.whisper import load_teacher
 
         model, processor = load_teacher(str(teacher), device=config.device, dtype=config.dtype)
         return cls(model, processor, config)
@@ -276,25 +277,6 @@ def make_labeler(teacher: PathLike, config: PseudoLabelConfig):
 
 # --------------------------------------------------------------------------------------------
 # plan, shards, resume
-
-
-def teacher_identity(teacher: PathLike) -> dict[str, Any]:
-    """What identifies the teacher: its ``teacher.json`` hashes, or those of its weights."""
-    path = Path(teacher)
-    if not path.is_dir():
-        return {"name": str(teacher)}
-    info = path / "teacher.json"
-    if info.is_file():
-        body = json.loads(info.read_text(encoding="utf-8"))
-        return {"weights_sha256": body.get("weights_sha256")}
-    digests = {}
-    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("model.bin")):
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 24), b""):
-                h.update(block)
-        digests[f.name] = h.hexdigest()
-    return {"weights_sha256": digests}
 
 
 @dataclass

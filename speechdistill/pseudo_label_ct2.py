@@ -57,13 +57,8 @@ import torch
 from speechdistill.audio import SAMPLE_RATE
 from speechdistill.convert import MissingDependencyError, export_ct2, is_ct2_model_dir
 from speechdistill.label_stats import text_stats, token_stats
-from speechdistill.pseudo_label import (
-    WINDOW_SECONDS,
-    PseudoLabelConfig,
-    UttLabel,
-    _language_token,
-    teacher_identity,
-)
+from speechdistill.pseudo_label import WINDOW_SECONDS, PseudoLabelConfig, UttLabel, _language_token
+from speechdistill.teachers.identity import teacher_identity
 from speechdistill.utils import PathLike, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -155,7 +150,7 @@ def converted_teacher(teacher: PathLike, quantization: str) -> Path:
     """The CTranslate2 copy of the transformers teacher dir ``teacher``, converted once.
 
     It lives in ``<teacher>/ct2-<quantization>/`` with a stamp of the teacher's identity
-    (:func:`~speechdistill.pseudo_label.teacher_identity`) and is converted again when the teacher
+    (:func:`~speechdistill.teachers.identity.teacher_identity`) and is converted again when the teacher
     changed. The conversion is written to a temporary dir and renamed into place, so concurrent
     jobs never read half a model. A read-only teacher dir is converted into a temporary dir
     (not kept).

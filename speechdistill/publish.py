@@ -78,7 +78,7 @@ INDEX_FILE = "model.safetensors.index.json"
 #: Weight files that are pickles (or may be): never published.
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 CT2_SUBDIR = "ct2"
-#: Embedded teachers (speechdistill.teacher) and the Hub checkpoints they were converted from.
+#: Embedded teachers (speechdistill.teachers) and the Hub checkpoints they were converted from.
 EMBEDDED_BASE_MODELS = {"tiny.en": "openai/whisper-tiny.en"}
 #: OpenAI's Whisper checkpoints on the Hub are released under Apache-2.0; a student distilled
 #: from one inherits it unless --license says otherwise.
@@ -248,7 +248,7 @@ def _resolve_base_model(opts: CardOptions, teacher_dir: Path | None) -> str | No
 
     base = opts.base_model
     if base is None and teacher_dir is not None:
-        from speechdistill.teacher import read_teacher_info
+        from speechdistill.teachers.identity import read_teacher_info
 
         info = read_teacher_info(teacher_dir) or {}
         source = info.get("source") or {}

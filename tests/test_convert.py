@@ -26,18 +26,18 @@ from transformers import (  # noqa: E402
     WhisperForConditionalGeneration,
     WhisperProcessor,
 )
-from whisper_builders import (  # noqa: E402
-    N_TIMESTAMPS,
-    english_tokenizer,
-    multilingual_tokenizer,
-    save_random_whisper,
-)
 
 from speechdistill.convert import (  # noqa: E402
     ConversionError,
     export_ct2,
     import_ct2,
     read_model_bin,
+)
+from speechdistill.testing import (  # noqa: E402
+    N_TIMESTAMPS,
+    english_tokenizer,
+    multilingual_tokenizer,
+    save_random_whisper,
 )
 
 

@@ -90,7 +90,8 @@ def test_greedy_decoding_collapses_repeats_and_blanks():
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, mini_corpus):
-    from speechdistill.students.hubert import init_hubert_student, load_ssl_teacher
+    from speechdistill.teachers.hubert import load_ssl_teacher
+    from speechdistill.train.hubert_student import init_hubert_student
 
     root = tmp_path_factory.mktemp("ctc")
     teacher = load_ssl_teacher(

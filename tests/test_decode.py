@@ -133,7 +133,7 @@ def test_beam_search_is_generates_own(tmp_path, mini_corpus, tiny_en_teacher):
 def test_multilingual_language_and_task_reach_the_prompt(tmp_path):
     """For a multilingual model the prompt carries the asked language and task; an English-only
     model refuses another language."""
-    from whisper_builders import english_tokenizer, multilingual_tokenizer, save_random_whisper
+    from speechdistill.testing import english_tokenizer, multilingual_tokenizer, save_random_whisper
 
     model_dir = save_random_whisper(
         tmp_path / "ml",
@@ -173,9 +173,8 @@ def test_temperature_fallback_breaks_a_repetition_loop(tmp_path, mini_corpus):
     """A random model loops under greedy decoding; with Whisper's fallback the looping outputs
     are decoded again by (seeded) sampling: no loop, and the same output every run. The CLI flag
     reaches the decoder and is recorded in decode.json."""
-    from whisper_builders import english_tokenizer, save_random_whisper
-
-    from speechdistill.teacher import load_teacher
+    from speechdistill.teachers.whisper import load_teacher
+    from speechdistill.testing import english_tokenizer, save_random_whisper
 
     model_dir = save_random_whisper(tmp_path / "m", english_tokenizer(), multilingual=False,
                                     max_source_positions=1500)  # fmt: skip

@@ -708,7 +708,7 @@ def test_self_agreement_with_the_real_teacher(tmp_path, teacher_labelled, tiny_e
 
 def test_ct2_proxy_agrees_with_the_imported_teacher(tmp_path, teacher_labelled):
     pytest.importorskip("ctranslate2")
-    from speechdistill.teacher import embedded_teacher_dir
+    from speechdistill.teachers.source import embedded_teacher_dir
 
     cfg = FilterConfig(
         teacher_labelled,

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from speechdistill.losses import layerwise_distill_loss
 from speechdistill.train.hubert_kd import DistilCollator
+from speechdistill.train.losses import layerwise_distill_loss
 
 
 def _padded_batch():

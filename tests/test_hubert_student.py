@@ -13,16 +13,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechdistill.students.hubert import (
-    StudentArch,
+from speechdistill.teachers.hubert import (
     default_target_layers,
     hubert_num_frames,
-    init_hubert_student,
-    load_hubert_student,
     load_ssl_teacher,
     parse_layers,
     whisper_num_frames,
 )
+from speechdistill.train.hubert_student import StudentArch, init_hubert_student, load_hubert_student
 
 TINY = dict(
     hidden_size=32,
@@ -64,7 +62,7 @@ def tiny_ssl_teacher(out: Path, kind: str = "hubert", **overrides) -> Path:
 
 def tiny_whisper_teacher(out: Path) -> Path:
     """A random 2-encoder-layer Whisper (width 64) with the real 30 s window (1500 frames)."""
-    from whisper_builders import english_tokenizer, save_random_whisper
+    from speechdistill.testing import english_tokenizer, save_random_whisper
 
     return save_random_whisper(
         out, english_tokenizer(), multilingual=False, max_source_positions=1500
@@ -107,7 +105,7 @@ def test_target_layers_follow_the_papers_thirds():
 
 
 def test_hub_revisions(tmp_path):
-    from speechdistill.students.hubert import split_revision
+    from speechdistill.teachers.hubert import split_revision
 
     assert split_revision("facebook/hubert-base-ls960@refs/pr/2") == (
         "facebook/hubert-base-ls960",
@@ -249,8 +247,8 @@ def test_whisper_teacher_student_is_built_from_a_config(whisper_teacher):
 
 
 def test_whisper_frames_aligned_by_index_and_masked(whisper_teacher):
-    from speechdistill.losses import layerwise_distill_loss
     from speechdistill.train.hubert_kd import DistilCollator, teacher_states
+    from speechdistill.train.losses import layerwise_distill_loss
 
     t = whisper_teacher
     student, fe, _ = init_hubert_student(
@@ -287,7 +285,7 @@ def test_whisper_frames_aligned_by_index_and_masked(whisper_teacher):
 
 def test_prepare_ssl_teacher_copies_once(tmp_path):
     from speechdistill.cli import main
-    from speechdistill.teacher import read_teacher_info
+    from speechdistill.teachers.identity import read_teacher_info
 
     src = tiny_ssl_teacher(tmp_path / "src", "wavlm")
     out = tmp_path / "teacher"

@@ -22,14 +22,9 @@ from transformers import (  # noqa: E402
     WhisperForConditionalGeneration,
     WhisperProcessor,
 )
-from whisper_builders import (  # noqa: E402
-    english_tokenizer,
-    multilingual_tokenizer,
-    save_random_whisper,
-)
 
 from speechdistill.cli import init_student as cli_init_student  # noqa: E402
-from speechdistill.students import (  # noqa: E402
+from speechdistill.init_student import (  # noqa: E402
     STUDENT_JSON,
     init_student,
     layer_map,
@@ -37,7 +32,9 @@ from speechdistill.students import (  # noqa: E402
     remap_alignment_heads,
     spaced_layers,
 )
-from speechdistill.teacher import load_teacher, read_teacher_info  # noqa: E402
+from speechdistill.teachers.identity import read_teacher_info  # noqa: E402
+from speechdistill.teachers.whisper import load_teacher  # noqa: E402
+from speechdistill.testing import english_tokenizer, multilingual_tokenizer, save_random_whisper  # noqa: E402
 
 LAYER = re.compile(r"^model\.(encoder|decoder)\.layers\.(\d+)\.(.+)$")
 TEACHER_HEADS = [[0, 1], [2, 0], [3, 2], [5, 1], [5, 3]]

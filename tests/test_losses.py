@@ -1,4 +1,4 @@
-"""Tests for speechdistill.losses: KD divergences, CE, Distil-Whisper, RS-KD, DistilHuBERT."""
+"""Tests for speechdistill.train.losses: KD divergences, CE, Distil-Whisper, RS-KD, DistilHuBERT."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from speechdistill.cache import rskd_sample
-from speechdistill.losses import (
+from speechdistill.train.losses import (
     DEFAULT_SKEW,
     DIVERGENCES,
     PRESETS,

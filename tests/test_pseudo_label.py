@@ -22,13 +22,8 @@ from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import subset
 from speechdistill.datadir.validate import validate
 from speechdistill.label_stats import STATS, token_stats
-from speechdistill.pseudo_label import (
-    HFLabeler,
-    PseudoLabelConfig,
-    finalize,
-    pseudo_label,
-    teacher_identity,
-)
+from speechdistill.pseudo_label import HFLabeler, PseudoLabelConfig, finalize, pseudo_label
+from speechdistill.teachers.identity import teacher_identity
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +274,7 @@ def test_rskd_estimate_is_unbiased_and_reproducible():
 
 
 def test_timestamps_and_multilingual_prompts(tmp_path, tiny_en_teacher, labeler):
-    from whisper_builders import multilingual_tokenizer, save_random_whisper
+    from speechdistill.testing import multilingual_tokenizer, save_random_whisper
 
     model_dir = save_random_whisper(
         tmp_path / "ml",
@@ -316,11 +311,11 @@ def test_timestamps_and_multilingual_prompts(tmp_path, tiny_en_teacher, labeler)
 def test_timestamp_tokens_are_suppressed_without_timestamps(tmp_path):
     """A teacher that would emit a timestamp token after <|notimestamps|> (here: every step)
     still gives a plain transcript; ``generate`` alone would take it for a segment boundary."""
-    from whisper_builders import english_tokenizer, save_random_whisper
+    from speechdistill.testing import english_tokenizer, save_random_whisper
 
     model_dir = save_random_whisper(tmp_path / "ts", english_tokenizer(), multilingual=False,
                                     max_source_positions=1500)  # fmt: skip
-    from speechdistill.teacher import load_teacher
+    from speechdistill.teachers.whisper import load_teacher
 
     model, processor = load_teacher(model_dir)
     gen = model.generation_config

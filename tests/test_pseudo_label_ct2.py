@@ -218,7 +218,7 @@ def test_timestamps_shorter_window_and_beams(hf, ct2, batch):
 
 def test_a_ctranslate2_teacher_dir(ct2, batch):
     """The embedded tiny.en (CTranslate2 format) labels as its transformers import does."""
-    from speechdistill.teacher import embedded_teacher_dir
+    from speechdistill.teachers.source import embedded_teacher_dir
 
     native = CT2Labeler.from_pretrained(embedded_teacher_dir(), F32)
     ids, audios = batch[0][:2], batch[1][:2]
@@ -228,7 +228,7 @@ def test_a_ctranslate2_teacher_dir(ct2, batch):
 
 
 def test_multilingual_prompts(tmp_path):
-    from whisper_builders import multilingual_tokenizer, save_random_whisper
+    from speechdistill.testing import multilingual_tokenizer, save_random_whisper
 
     model_dir = save_random_whisper(
         tmp_path / "ml",

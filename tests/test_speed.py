@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from speechdistill.cli import main
-from speechdistill.students.whisper import init_student
+from speechdistill.init_student import init_student
 
 
 def test_speed_and_speculative_decoding(tmp_path, tiny_en_teacher, mini_corpus):

@@ -20,12 +20,12 @@ from safetensors.torch import load_file
 
 from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import subset
-from speechdistill.losses import IGNORE_INDEX
+from speechdistill.init_student import init_student
 from speechdistill.pseudo_label import PseudoLabelConfig, pseudo_label
 from speechdistill.scoring import score
-from speechdistill.students.whisper import init_student
 from speechdistill.train.config import TrainConfig
 from speechdistill.train.data import KDDataset, collate
+from speechdistill.train.losses import IGNORE_INDEX
 from speechdistill.train.whisper_kd import train_whisper
 
 # ------------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def _small(**kw) -> TrainConfig:
 
 
 def test_targets_follow_whisper_decoder_format(setup, tmp_path):
-    from speechdistill.teacher import load_teacher
+    from speechdistill.teachers.whisper import load_teacher
 
     model, proc = load_teacher(setup["student"])
     gen = model.generation_config
@@ -117,7 +117,7 @@ def test_targets_follow_whisper_decoder_format(setup, tmp_path):
 
 
 def test_cut_short_pseudo_labels_are_skipped(setup, tmp_path):
-    from speechdistill.teacher import load_teacher
+    from speechdistill.teachers.whisper import load_teacher
 
     data = subset(setup["pl"], tmp_path / "pl", first=3)
     d = DataDir(data)
@@ -290,10 +290,9 @@ def test_dev_evaluation_can_decode_with_temperature_fallback(setup, tmp_path):
     """eval_temperature_fallback decodes dev exactly as ``decode --temperature-fallback`` does
     (one utterance per batch in both, each seeded alike): a random model's greedy loops are
     decoded again, and training's RNG stream is left as it was."""
-    from whisper_builders import english_tokenizer, save_random_whisper
-
     from speechdistill.cli import main
-    from speechdistill.teacher import load_teacher
+    from speechdistill.teachers.whisper import load_teacher
+    from speechdistill.testing import english_tokenizer, save_random_whisper
     from speechdistill.train.whisper_kd import DevEvaluator
 
     model_dir = save_random_whisper(tmp_path / "m", english_tokenizer(), multilingual=False,
@@ -480,7 +479,7 @@ def test_on_policy_kd_distils_the_teacher_on_the_students_own_decode(
     cap; the label terms are those of a run without it."""
     from transformers.modeling_outputs import BaseModelOutput
 
-    from speechdistill.losses import kd_loss
+    from speechdistill.train.losses import kd_loss
     from speechdistill.train.whisper_kd import WhisperKDTrainer
 
     kw = dict(teacher_mode="cache", cache_dir=str(setup["pl"] / "cache"), temperature=1.0,

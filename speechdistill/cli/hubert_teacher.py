@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from speechdistill.students.hubert import prepare_ssl_teacher
+    from speechdistill.teachers.hubert import prepare_ssl_teacher
 
     print(prepare_ssl_teacher(args.name, args.out))
     return 0

@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from speechdistill.students.whisper import init_student
+    from speechdistill.init_student import init_student
 
     info = init_student(
         args.teacher,

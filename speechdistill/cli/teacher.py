@@ -33,7 +33,8 @@ def _export_ct2(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from speechdistill.teacher import prepare_teacher, read_teacher_info
+    from speechdistill.teachers.identity import read_teacher_info
+    from speechdistill.teachers.whisper import prepare_teacher
 
     out = prepare_teacher(args.name, args.out)
     info = read_teacher_info(out) or {}

@@ -57,8 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _is_hubert(student: str) -> bool:
-    from speechdistill.students.hubert import HEADS_JSON
     from speechdistill.train.hubert_kd import NEW_STUDENT
+    from speechdistill.train.hubert_student import HEADS_JSON
 
     return student == NEW_STUDENT or (Path(student) / HEADS_JSON).is_file()
 

@@ -26,7 +26,6 @@ import torch
 
 from speechdistill.ctc import CTCTranscriber, build_vocab, ctc_class, make_processor
 from speechdistill.datadir import DataDir
-from speechdistill.losses import IGNORE_INDEX
 from speechdistill.train.common import (
     AcceleratedTrainer,
     MetricState,
@@ -35,6 +34,7 @@ from speechdistill.train.common import (
     tensorboard_writer,
 )
 from speechdistill.train.config import BaseTrainConfig
+from speechdistill.train.losses import IGNORE_INDEX
 from speechdistill.train.waveform import WaveformDataset, length_batches, pad_waveforms
 from speechdistill.utils import PathLike, atomic_write_text
 

@@ -29,8 +29,8 @@ import torch
 from speechdistill.audio import SAMPLE_RATE, read_audio
 from speechdistill.cache import CacheReader
 from speechdistill.datadir import DataDir
-from speechdistill.losses import IGNORE_INDEX, pack_sparse
 from speechdistill.train.config import TrainConfig
+from speechdistill.train.losses import IGNORE_INDEX, pack_sparse
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,14 @@
 
 For each predicted teacher layer ``l`` the student's head ``l`` (an MLP on its last layer) is
 trained with ``L1 + λ·(−log σ(cos))`` against the teacher's ``hidden_states[l]``, masked on padded
-frames and summed over the layers (:func:`speechdistill.losses.layerwise_distill_loss`);
+frames and summed over the layers (:func:`speechdistill.train.losses.layerwise_distill_loss`);
 ``target_norm=utterance`` first standardises each target dimension over the utterance's frames
 (:func:`normalize_targets`; the paper uses raw targets, the default). The
 teacher is frozen, in fp32, in eval mode with layerdrop 0; it runs on every batch, or once per
 training utterance with ``teacher_cache`` (the same targets, since it is frozen, when its
 frames do not depend on batch padding: Whisper's fixed window, layer-norm CNNs with attention
 masks; group-norm CNNs without masks see less padding in the cache's length-sorted batches). Teachers: HuBERT / wav2vec2 / WavLM,
-or a Whisper encoder (frames paired by index at 50 Hz; see :mod:`speechdistill.students.hubert`).
+or a Whisper encoder (frames paired by index at 50 Hz; see :mod:`speechdistill.teachers.hubert`).
 
 The same conventions as the Whisper trainer (:mod:`speechdistill.train.common`): a YAML config
 with command-line overrides, dev loss every ``eval_steps`` with the best dev checkpoint kept,
@@ -31,15 +31,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from speechdistill.losses import layerwise_distill_loss
-from speechdistill.students.hubert import (
+from speechdistill.teachers.hubert import (
     WHISPER_FRAMES,
-    DistilHubert,
-    StudentArch,
     Teacher,
     hubert_num_frames,
-    init_hubert_student,
-    load_hubert_student,
     load_ssl_teacher,
     parse_layers,
 )
@@ -51,6 +46,13 @@ from speechdistill.train.common import (
     tensorboard_writer,
 )
 from speechdistill.train.config import BaseTrainConfig, TrainConfig
+from speechdistill.train.hubert_student import (
+    DistilHubert,
+    StudentArch,
+    init_hubert_student,
+    load_hubert_student,
+)
+from speechdistill.train.losses import layerwise_distill_loss
 from speechdistill.train.waveform import WaveformDataset, length_batches, pad_waveforms
 from speechdistill.utils import PathLike
 
@@ -387,7 +389,7 @@ class HubertKDTrainer(AcceleratedTrainer):
         self.layers = model.target_layers
         self.feature_extractor = fe
         self.info = {**info, "teacher_dir": str(teacher_dir)}
-        from speechdistill.pseudo_label import teacher_identity
+        from speechdistill.teachers.identity import teacher_identity
 
         self.info["teacher"] = teacher_identity(teacher_dir)
         if config.freeze_feature_encoder:

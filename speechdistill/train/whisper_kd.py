@@ -39,13 +39,6 @@ import torch
 
 from speechdistill.datadir import DataDir
 from speechdistill.datadir.core import write_kv
-from speechdistill.losses import (
-    IGNORE_INDEX,
-    ce_loss,
-    distil_whisper_loss,
-    kd_loss,
-    sparse_kd_loss,
-)
 from speechdistill.train import common
 from speechdistill.train.common import (  # noqa: F401  (re-exported)
     CHECKPOINTS,
@@ -59,6 +52,13 @@ from speechdistill.train.common import (  # noqa: F401  (re-exported)
 from speechdistill.train.common import tensorboard_writer as _tensorboard
 from speechdistill.train.config import TrainConfig
 from speechdistill.train.data import KDDataset, collate
+from speechdistill.train.losses import (
+    IGNORE_INDEX,
+    ce_loss,
+    distil_whisper_loss,
+    kd_loss,
+    sparse_kd_loss,
+)
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class TrainerState:
 
 
 def _load(model_dir: PathLike, device, dtype=None):
-    from speechdistill.teacher import load_teacher
+    from speechdistill.teachers.whisper import load_teacher
 
     return load_teacher(str(model_dir), device=str(device), dtype=dtype)
 
@@ -248,7 +248,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
         cache = None
         if config.teacher_mode == "cache":
             from speechdistill.cache import CacheReader
-            from speechdistill.pseudo_label import teacher_identity
+            from speechdistill.teachers.identity import teacher_identity
 
             if not config.cache_dir:
                 raise ValueError("teacher_mode=cache needs cache_dir (the pseudo-label caches)")

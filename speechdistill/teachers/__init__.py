@@ -1,0 +1,8 @@
+"""Stage ``teacher``: the models students learn from.
+
+- :mod:`~speechdistill.teachers.whisper`: load a Whisper teacher, prepare ``exp/teacher/``;
+- :mod:`~speechdistill.teachers.hubert`: HuBERT / wav2vec2 / WavLM teachers (or a Whisper
+  encoder) for DistilHuBERT students;
+- :mod:`~speechdistill.teachers.source`: where a teacher comes from (embedded, directory, Hub);
+- :mod:`~speechdistill.teachers.identity`: the one definition of "the same teacher".
+"""
