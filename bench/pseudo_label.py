@@ -101,7 +101,6 @@ from speechdistill.audio import SAMPLE_RATE, AudioReader
 from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import subset
 from speechdistill.pseudo_label import (
-    WINDOW_SECONDS,
     HFLabeler,
     PseudoLabelConfig,
     UttLabel,
@@ -109,6 +108,7 @@ from speechdistill.pseudo_label import (
     pseudo_label,
 )
 from speechdistill.scoring import score
+from speechdistill.whisper.tokens import WINDOW_SECONDS
 
 T = TypeVar("T")
 

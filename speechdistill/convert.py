@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from speechdistill.utils import PathLike
+from speechdistill.whisper.tokens import MULTILINGUAL_MIN_VOCAB
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,6 @@ _GLOBAL_INT16_SCALE = 1000.0
 #: ``common_spec.Activation.GELU``: the only activation Whisper uses.
 _CT2_GELU = 3
 
-#: Whisper's multilingual vocabularies have ≥ 51865 entries (English-only: 51864); the same rule is
-#: used by openai-whisper and by CTranslate2's Whisper model.
-_MULTILINGUAL_MIN_VOCAB = 51865
 #: Whisper's timestamp rules: the first timestamp is at most 1.0 s (50 × 0.02 s).
 _MAX_INITIAL_TIMESTAMP_INDEX = 50
 _NON_LANGUAGE_SPECIALS = {
@@ -432,7 +430,7 @@ def _whisper_config(ct2: CT2Model, vocab: list[str], multilingual: bool | None):
         if needed not in tok:
             raise ConversionError(f"{ct2.path.parent}: vocabulary has no {needed} token")
     if multilingual is None:
-        multilingual = vocab_size >= _MULTILINGUAL_MIN_VOCAB
+        multilingual = vocab_size >= MULTILINGUAL_MIN_VOCAB
     eot, sot = tok["<|endoftext|>"], tok["<|startoftranscript|>"]
     return WhisperConfig(
         vocab_size=vocab_size,

@@ -24,11 +24,11 @@ from speechdistill.batching import iter_audio_batches, length_sorted_batches
 from speechdistill.datadir import read_kv, write_kv
 from speechdistill.datadir.ops import merge_split
 from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.whisper.tokens import WINDOW_SECONDS, check_language, is_multilingual
 
 log = logging.getLogger(__name__)
 
 #: Whisper's fixed input window, in seconds.
-WINDOW_SECONDS = 30.0
 
 
 @dataclass
@@ -92,11 +92,8 @@ class WhisperTranscriber:
         self.model = model.eval()
         self.processor = processor
         self.config = config
-        self.multilingual = bool(getattr(model.generation_config, "is_multilingual", False))
-        if not self.multilingual and config.language not in (None, "en", "english", "<|en|>"):
-            raise ValueError(
-                f"language {config.language!r} requested, but the model is English-only"
-            )
+        self.multilingual = is_multilingual(model.generation_config)
+        check_language(config.language, self.multilingual)
 
     @classmethod
     def from_pretrained(cls, model_dir: PathLike, config: DecodeConfig) -> WhisperTranscriber:

@@ -50,12 +50,17 @@ from speechdistill.datadir.fix import load_tables, restrict, write_tables
 from speechdistill.label_stats import STATS, text_stats, token_stats
 from speechdistill.teachers.identity import teacher_identity
 from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.whisper.tokens import (
+    WINDOW_SECONDS,
+    check_language,
+    is_multilingual,
+    language_token,
+)
 
 log = logging.getLogger(__name__)
 
 WORK_DIR = ".pseudo_label"
 #: Whisper's input window in seconds.
-WINDOW_SECONDS = 30.0
 
 
 @dataclass
@@ -111,7 +116,7 @@ class HFLabeler:
         self.config = config
         gen = model.generation_config
         self.gen = gen
-        self.multilingual = bool(getattr(gen, "is_multilingual", False))
+        self.multilingual = is_multilingual(gen)
         self.eos = gen.eos_token_id
         # Without timestamps, a timestamp token would be taken by ``generate`` for a segment
         # boundary (and fail with encoder states alone): Whisper never emits one after
@@ -126,8 +131,7 @@ class HFLabeler:
         self.no_speech_id = (
             tok.convert_tokens_to_ids(nospeech[0]) if nospeech else gen.no_timestamps_token_id - 1
         )
-        if not self.multilingual and config.language not in (None, "en", "english", "<|en|>"):
-            raise ValueError(f"language {config.language!r} requested; the teacher is English-only")
+        check_language(config.language, self.multilingual, "the teacher")
 
     @classmethod
     def from_pretrained(cls, teacher: PathLike, config: PseudoLabelConfig) -> HFLabeler:
@@ -161,7 +165,7 @@ class HFLabeler:
             return [head + tail] * n, None
         task = gen.task_to_id[self.config.task]
         if self.config.language is not None:
-            lang = _language_token(self.config.language, gen.lang_to_id)
+            lang = language_token(self.config.language, gen.lang_to_id)
             langs = [lang] * n
         else:
             from transformers.modeling_outputs import BaseModelOutput
@@ -244,24 +248,6 @@ class HFLabeler:
         if self.eos in row:
             return row[: row.index(self.eos) + 1]
         return [*row, self.eos] if len(row) < limit else row
-
-
-def _language_token(language: str, lang_to_id: dict[str, int]) -> str:
-    """``pt``, ``<|pt|>`` or ``portuguese`` → ``<|pt|>``."""
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
-
-    lang = language.strip().lower()
-    if lang.startswith("<|"):
-        token = lang
-    elif lang in LANGUAGES:
-        token = f"<|{lang}|>"
-    elif lang in TO_LANGUAGE_CODE:
-        token = f"<|{TO_LANGUAGE_CODE[lang]}|>"
-    else:
-        raise ValueError(f"unknown language {language!r}")
-    if token not in lang_to_id:
-        raise ValueError(f"the teacher has no language token {token}")
-    return token
 
 
 def make_labeler(teacher: PathLike, config: PseudoLabelConfig):

@@ -57,9 +57,10 @@ import torch
 from speechdistill.audio import SAMPLE_RATE
 from speechdistill.convert import MissingDependencyError, export_ct2, is_ct2_model_dir
 from speechdistill.label_stats import text_stats, token_stats
-from speechdistill.pseudo_label import WINDOW_SECONDS, PseudoLabelConfig, UttLabel, _language_token
+from speechdistill.pseudo_label import PseudoLabelConfig, UttLabel
 from speechdistill.teachers.identity import teacher_identity
 from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.whisper.tokens import WINDOW_SECONDS, check_language, language_token
 
 log = logging.getLogger(__name__)
 
@@ -245,14 +246,14 @@ class CT2Labeler:
         if self.multilingual:
             self.task_id = ids(f"<|{config.task}|>")
             if config.language is not None:
-                self.language = _language_token(config.language, self.lang_to_id)
+                self.language = language_token(config.language, self.lang_to_id)
             elif not model.is_multilingual:
                 raise ValueError(
                     f"ctranslate2 {self.ct2.__version__} cannot detect the language with this "
                     "teacher (it does not see it as multilingual): set the language"
                 )
-        elif config.language not in (None, "en", "english", "<|en|>"):
-            raise ValueError(f"language {config.language!r} requested; the teacher is English-only")
+        else:
+            check_language(config.language, False, "the teacher")
 
     @classmethod
     def from_pretrained(cls, teacher: PathLike, config: PseudoLabelConfig) -> CT2Labeler:

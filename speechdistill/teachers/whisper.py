@@ -21,6 +21,7 @@ from speechdistill.convert import ConversionError, import_ct2, is_ct2_model_dir,
 from speechdistill.teachers.identity import TEACHER_JSON, is_prepared, weights_sha256
 from speechdistill.teachers.source import EMBEDDED_TEACHERS, describe_source
 from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.whisper.tokens import MULTILINGUAL_MIN_VOCAB
 
 if TYPE_CHECKING:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
@@ -109,7 +110,7 @@ def _config_summary(model_dir: Path) -> dict[str, Any]:
         "num_mel_bins": c.num_mel_bins,
         "max_source_positions": c.max_source_positions,
         "max_target_positions": c.max_target_positions,
-        "multilingual": bool(getattr(g, "is_multilingual", c.vocab_size >= 51865)),
+        "multilingual": bool(getattr(g, "is_multilingual", c.vocab_size >= MULTILINGUAL_MIN_VOCAB)),
         "dtype": str(c.dtype).replace("torch.", "") if c.dtype is not None else None,
     }
 

@@ -31,6 +31,7 @@ from speechdistill.cache import CacheReader
 from speechdistill.datadir import DataDir
 from speechdistill.train.config import TrainConfig
 from speechdistill.train.losses import IGNORE_INDEX, pack_sparse
+from speechdistill.whisper.tokens import is_multilingual, language_token
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,10 @@ class Prompt:
     def from_model(cls, generation_config, tokenizer, language: str | None, task: str) -> Prompt:
         gen = generation_config
         prefix: list[int] = []
-        if getattr(gen, "is_multilingual", False):
+        if is_multilingual(gen):
             if language is None:
                 raise ValueError("a multilingual student needs --language (the prompt's language)")
-            from speechdistill.pseudo_label import _language_token
-
-            prefix = [gen.lang_to_id[_language_token(language, gen.lang_to_id)],
+            prefix = [gen.lang_to_id[language_token(language, gen.lang_to_id)],
                       gen.task_to_id[task]]  # fmt: skip
         prev = tokenizer.convert_tokens_to_ids("<|startofprev|>")
         return cls(

@@ -1,0 +1,6 @@
+"""Whisper facts and runtimes that every stage shares.
+
+- :mod:`~speechdistill.whisper.tokens`: the 30 s window, vocabulary layouts (English-only or
+  multilingual), language and task tokens, and the check that refuses a language an English-only
+  model cannot give.
+"""
