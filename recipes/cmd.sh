@@ -10,8 +10,11 @@
 #   local   recipes/utils/run_local.sh: jobs run on this machine, at most as many as CPUs
 #   slurm   recipes/utils/slurm.sh: sbatch job arrays; partitions, memory and time limits come
 #           from conf/slurm.conf (the recipe's) or recipes/conf/slurm.conf
-# For a site-specific setup, make egs/<corpus>/cmd.sh a file that sources this one and then
-# overrides what it needs, e.g. `cuda_cmd="slurm.sh --gpu 2 --mem 32G"`.
+# The pipelines (distil_whisper.sh, distil_hubert.sh) source ./cmd.sh of the corpus directory
+# they are run from (recipes/utils/corpus_env.sh): egs/<corpus>/cmd.sh, a symbolic link to this
+# file, or, for a site-specific setup, a file that sources this one and then overrides what it
+# needs, e.g. `cuda_cmd="slurm.sh --gpu 1 --mem 32G"` or
+# `gpu_cmd="slurm.sh --gpu ${ngpu} --mem 200G"`.
 
 cmd_backend=${cmd_backend:-${SPEECHDISTILL_CMD_BACKEND:-local}}
 case $cmd_backend in
@@ -36,12 +39,15 @@ export cmd_backend train_cmd decode_cmd cuda_cmd
 # For recipes with an --ngpu option (sourced after the options are parsed):
 #   gpu_cmd   jobs that run under `accelerate launch` (training, pseudo-labelling): ngpu GPUs each
 #   dec_cmd   decoding jobs: one GPU each
-# both plain CPU jobs when ngpu is 0.
+# both plain CPU jobs when ngpu is 0. The pipelines derive them again after the corpus's cmd.sh
+# (the same rule, in utils/corpus_env.sh), so they follow a cuda_cmd or decode_cmd overridden
+# there, unless it sets gpu_cmd or dec_cmd itself (to something other than the values below).
 ngpu=${ngpu:-0}
 gpu_cmd="${cuda_cmd} --gpu ${ngpu}"
-dec_cmd=${decode_cmd}
-[ "${ngpu}" -gt 0 ] && dec_cmd="${cuda_cmd} --gpu 1"
+if [ "${ngpu}" -gt 0 ]; then dec_cmd="${cuda_cmd} --gpu 1"; else dec_cmd=${decode_cmd}; fi
 export gpu_cmd dec_cmd
+_sd_derived_gpu_cmd=${gpu_cmd}
+_sd_derived_dec_cmd=${dec_cmd}
 
 # The runners are called by name: make sure recipes/utils is on PATH even without path.sh.
 if ! command -v run_local.sh >/dev/null 2>&1; then

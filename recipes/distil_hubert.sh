@@ -2,6 +2,8 @@
 # distil_hubert.sh: the shared DistilHuBERT pipeline (layer-wise distillation of a speech encoder,
 # then CTC fine-tuning for ASR). Run from egs/<corpus>/ (every path is relative to it) through
 # that recipe's run_hubert.sh.
+# It sources egs/<corpus>/path.sh and cmd.sh (recipes/utils/corpus_env.sh): a site sets its job
+# commands there.
 #
 #   1 prepare       local/data.sh -> data/<set>/ (Kaldi data dirs)
 #   2 format        pipes/segments -> 16 kHz mono WAVs; duration limits on train/dev only,
@@ -54,9 +56,10 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/, usually through its
 
 recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "${recipes}/utils/parse_options.sh"
-. "${recipes}/path.sh"
-. "${recipes}/cmd.sh"
 . "${recipes}/utils/stage.sh"
+# ./path.sh and ./cmd.sh of egs/<corpus>/ (recipes/'s own when it has none): a site's overrides
+# of the job commands, and gpu_cmd/dec_cmd for --ngpu.
+. "${recipes}/utils/corpus_env.sh"
 . "${recipes}/utils/data_stages.sh"
 
 register_stages 1:prepare 2:format 3:teacher 4:train 5:ctc_finetune 6:decode 7:score

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # distil_whisper.sh: the shared Distil-Whisper pipeline (like ESPnet's TEMPLATE/asr1/asr.sh).
 # Run from egs/<corpus>/ (every path is relative to it) through that recipe's run.sh.
+# It sources egs/<corpus>/path.sh and cmd.sh (recipes/utils/corpus_env.sh): a site sets its job
+# commands there.
 #
 #   1 prepare       local/data.sh -> data/<set>/ (Kaldi data dirs)
 #   2 format        pipes/segments -> 16 kHz mono WAVs; duration limits on train/dev only -> dump/<set>/
@@ -71,9 +73,10 @@ help_message="Usage: $0 [options]   (run from egs/<corpus>/, usually through its
 
 recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "${recipes}/utils/parse_options.sh"
-. "${recipes}/path.sh"
-. "${recipes}/cmd.sh"
 . "${recipes}/utils/stage.sh"
+# ./path.sh and ./cmd.sh of egs/<corpus>/ (recipes/'s own when it has none): a site's overrides
+# of the job commands, and gpu_cmd/dec_cmd for --ngpu.
+. "${recipes}/utils/corpus_env.sh"
 . "${recipes}/utils/data_stages.sh"
 
 register_stages 1:prepare 2:format 3:teacher 4:pseudo_label 5:filter 6:init_student \

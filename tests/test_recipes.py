@@ -777,6 +777,231 @@ def test_path_sh_through_a_symlink(tmp_path: Path):
     assert proc.stdout == "true\n"
 
 
+# ---- the pipelines use the corpus's own path.sh and cmd.sh -------------------------------------
+
+# A stand-in for speechdistill (put first on PATH by the corpus's path.sh): it says which
+# subcommand ran and leaves in every --out DIR what the next stage looks for.
+FAKE_SPEECHDISTILL = """\
+#!/usr/bin/env bash
+out= prev=
+for a in "$@"; do
+  [ "$prev" = --out ] && out=$a
+  prev=$a
+done
+if [ -n "$out" ]; then
+  mkdir -p "$out" && : >"$out/model.safetensors" && : >"$out/text.teacher"
+fi
+echo "fake speechdistill $1"
+"""
+
+# accelerate's launcher (--ngpu above 1): runs the one process.
+FAKE_ACCELERATE = """\
+#!/usr/bin/env bash
+[ "$1 $2 $4 $5" = "launch --num_processes -m speechdistill" ] || exit 2
+shift 5
+exec speechdistill "$@"
+"""
+
+# A site's job runner: records the call (its tag first), then runs the job on this machine.
+SITE_RUNNER = """\
+#!/usr/bin/env bash
+tag=$1
+shift
+echo "$tag $*" >>site_calls.txt
+exec run_local.sh "$@"
+"""
+
+CORPUS_PATH_SH = """\
+. "@RECIPES@/path.sh"
+PATH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/bin:$PATH
+"""
+
+# What each pipeline runs, and the subcommand of every job it runs through a *_cmd variable:
+# (pipeline, options, {subcommand: "gpu" (gpu_cmd) or "dec" (dec_cmd)}).
+PIPELINES = {
+    "distil_whisper": (
+        ["--stage", "pseudo_label", "--stop_stage", "decode", "--filter", "none"],
+        {"pseudo-label": "gpu", "train": "gpu", "decode": "dec"},
+    ),
+    "distil_hubert": (
+        ["--stage", "train", "--stop_stage", "decode"],
+        {"train": "gpu", "ctc-finetune": "gpu", "ctc-decode": "dec"},
+    ),
+}
+
+
+def make_corpus(tmp_path: Path, cmd_sh: str | None, *, link_cmd_sh: bool = False) -> Path:
+    """egs/corpus/ with its own path.sh (the fake speechdistill first on PATH) and, as asked,
+    its own cmd.sh (@SITE@: the site runner), a symbolic link to recipes/cmd.sh, or none."""
+    corpus = tmp_path / "egs" / "corpus"
+    (corpus / "bin").mkdir(parents=True)
+    write_script(corpus / "bin" / "speechdistill", FAKE_SPEECHDISTILL)
+    write_script(corpus / "bin" / "accelerate", FAKE_ACCELERATE)
+    write_script(corpus / "site_run.sh", SITE_RUNNER)
+    write_script(corpus / "path.sh", CORPUS_PATH_SH)
+    if link_cmd_sh:
+        (corpus / "cmd.sh").symlink_to(os.path.relpath(RECIPES / "cmd.sh", corpus))
+    elif cmd_sh is not None:
+        text = cmd_sh.replace("@SITE@", str(corpus / "site_run.sh"))
+        write_script(corpus / "cmd.sh", '. "@RECIPES@/cmd.sh"\n' + text)
+    (corpus / "dump" / "train").mkdir(parents=True)
+    (corpus / "dump" / "train" / "text").write_text("u1 hello\n")  # CTC fine-tuning checks it
+    return corpus
+
+
+def run_pipeline(corpus: Path, pipeline: str, *args: str, env: dict[str, str] | None = None):
+    options, _ = PIPELINES[pipeline]
+    return run(
+        [RECIPES / f"{pipeline}.sh", *options, "--test_sets", "test", *args],
+        cwd=corpus,
+        env=env,
+    )
+
+
+def runner_calls(corpus: Path) -> dict[str, list[str]]:
+    """speechdistill subcommand -> the tags of the site runner's calls that ran it."""
+    calls: dict[str, list[str]] = {}
+    path = corpus / "site_calls.txt"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        words = line.split()  # TAG [OPTION...] [JOB=A:B] LOG COMMAND...
+        log = next(i for i, w in enumerate(words) if w.endswith(".log"))
+        sub = words[words.index("speechdistill") + 1]
+        calls.setdefault(sub, []).append(" ".join(words[:log]))
+    return calls
+
+
+def assert_jobs_ran(corpus: Path, pipeline: str):
+    """Every job the pipeline runs through a *_cmd left a run_local.sh log of the fake job."""
+    _, jobs = PIPELINES[pipeline]
+    logs = sorted(corpus.glob("exp/**/log/*.log"))
+    for sub in jobs:
+        mine = [p for p in logs if f"\nfake speechdistill {sub}\n" in p.read_text()]
+        assert mine, (sub, logs)
+        for p in mine:
+            text = p.read_text()
+            assert text.startswith("# ") and "\n# Started at " in text, p
+            assert re.search(r"\n# Ended \(code 0\) at .+\n$", text), p
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+@pytest.mark.parametrize(
+    ("cmd_sh", "ngpu", "expected"),
+    [
+        # gpu_cmd and dec_cmd follow the overridden cuda_cmd and decode_cmd
+        ('cuda_cmd="@SITE@ cuda"\ndecode_cmd="@SITE@ decode"\n', 0,
+         {"gpu": "cuda --gpu 0", "dec": "decode"}),
+        ('cuda_cmd="@SITE@ cuda"\ndecode_cmd="@SITE@ decode"\n', 2,
+         {"gpu": "cuda --gpu 2", "dec": "cuda --gpu 1"}),
+        # set themselves: kept (and the cmd.sh sees the parsed --ngpu)
+        ('gpu_cmd="@SITE@ gpu --gpu ${ngpu} --mem 200G"\n', 3,
+         {"gpu": "gpu --gpu 3 --mem 200G", "dec": None}),
+        ('cuda_cmd="@SITE@ cuda"\ndec_cmd="@SITE@ dec --mem 8G"\n', 1,
+         {"gpu": "cuda --gpu 1", "dec": "dec --mem 8G"}),
+        ('decode_cmd="@SITE@ decode"\n', 0, {"gpu": None, "dec": "decode"}),
+    ],
+    ids=["cuda-decode-cpu", "cuda-decode-ngpu2", "gpu_cmd", "dec_cmd", "decode-only"],
+)  # fmt: skip
+def test_pipeline_runs_jobs_through_the_corpus_cmd_sh(tmp_path, pipeline, cmd_sh, ngpu, expected):
+    """A site's egs/<corpus>/cmd.sh (recipes/cmd.sh, then overrides) decides how the real
+    pipeline runs its jobs; commands it leaves alone stay on run_local.sh."""
+    corpus = make_corpus(tmp_path, cmd_sh)
+    proc = run_pipeline(corpus, pipeline, "--ngpu", str(ngpu))
+    assert proc.returncode == 0, proc.stderr
+    assert_jobs_ran(corpus, pipeline)
+    _, jobs = PIPELINES[pipeline]
+    want = {sub: expected[kind] for sub, kind in jobs.items() if expected[kind] is not None}
+    calls = runner_calls(corpus)
+    assert set(calls) == set(want), calls
+    for sub, tags in calls.items():
+        assert set(tags) == {want[sub]}, (sub, tags)
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+@pytest.mark.parametrize("how", ["symlink", "missing"])
+def test_pipeline_without_overrides_runs_jobs_locally(tmp_path, pipeline, how):
+    """cmd.sh linked to recipes/cmd.sh (as egs/* have it), or none at all (recipes/cmd.sh is
+    used, and the log says so): every job runs through run_local.sh, whatever job commands the
+    calling environment holds."""
+    corpus = make_corpus(tmp_path, None, link_cmd_sh=how == "symlink")
+    site = f"{corpus / 'site_run.sh'} env"
+    env = clean_env(
+        **{v: site for v in ("train_cmd", "decode_cmd", "cuda_cmd", "gpu_cmd", "dec_cmd")}
+    )
+    proc = run_pipeline(corpus, pipeline, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert_jobs_ran(corpus, pipeline)
+    assert runner_calls(corpus) == {}
+    assert "gpu_cmd='run_local.sh --gpu 1 --gpu 0' dec_cmd='run_local.sh'" in proc.stderr
+    fallback = f"no cmd.sh in {corpus}: using {RECIPES / 'cmd.sh'} (backend local)"
+    assert (fallback in proc.stderr) == (how == "missing"), proc.stderr
+
+
+def test_pipeline_needs_the_job_commands(tmp_path: Path):
+    """A cmd.sh that does not source recipes/cmd.sh and leaves a command unset fails at once."""
+    corpus = make_corpus(tmp_path, None)
+    (corpus / "cmd.sh").write_text('train_cmd=run_local.sh\ndecode_cmd="run_local.sh"\n')
+    proc = run_pipeline(corpus, "distil_whisper")
+    assert proc.returncode == 1
+    assert "ERROR: ./cmd.sh does not set cuda_cmd" in proc.stderr
+    assert not list(corpus.glob("exp/**/log/*.log"))
+    # With all three set, gpu_cmd and dec_cmd are derived from them.
+    (corpus / "cmd.sh").write_text(
+        f'train_cmd=run_local.sh\ndecode_cmd="run_local.sh"\ncuda_cmd="{corpus}/site_run.sh c"\n'
+    )
+    proc = run_pipeline(corpus, "distil_whisper", "--ngpu", "1")
+    assert proc.returncode == 0, proc.stderr
+    calls = runner_calls(corpus)
+    assert {s: set(tags) for s, tags in calls.items()} == {
+        s: {"c --gpu 1"} for s in ("pseudo-label", "train", "decode")
+    }
+    assert len(calls["decode"]) == 2  # the teacher and the student
+
+
+def test_corpus_env_falls_back_to_the_recipes_path_sh(tmp_path: Path):
+    env = clean_env(PATH="/usr/bin:/bin")
+    show = (
+        'ngpu=1; . "$1"; printf "%s\\n" "$SPEECHDISTILL_ROOT" "${PATH%%:*}" "$gpu_cmd" "$dec_cmd"'
+    )
+    proc = run(["bash", "-c", show, "x", UTILS / "corpus_env.sh"], cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        str(REPO),
+        str(UTILS),
+        "run_local.sh --gpu 1 --gpu 1",
+        "run_local.sh --gpu 1 --gpu 1",
+    ]
+    assert f"no path.sh in {tmp_path}: using {RECIPES / 'path.sh'}" in proc.stderr
+
+
+@pytest.mark.parametrize("corpus", sorted(p.name for p in (REPO / "egs").iterdir() if p.is_dir()))
+def test_every_egs_recipe_has_a_working_path_sh_and_cmd_sh(corpus: str):
+    """What the pipelines source from egs/<corpus>/: present, and giving the local defaults."""
+    egs = REPO / "egs" / corpus
+    for name in ("path.sh", "cmd.sh"):
+        assert (egs / name).is_file(), name
+    show = (
+        'ngpu=2; . "$1"; printf "%s\\n" "$SPEECHDISTILL_ROOT" "$train_cmd" "$gpu_cmd" "$dec_cmd";'
+        " command -v run_local.sh"
+    )
+    proc = run(["bash", "-c", show, "x", UTILS / "corpus_env.sh"], cwd=egs)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        str(REPO),
+        "run_local.sh",
+        "run_local.sh --gpu 1 --gpu 2",
+        "run_local.sh --gpu 1 --gpu 1",
+        str(UTILS / "run_local.sh"),
+    ]
+    assert "no path.sh" not in proc.stderr and "no cmd.sh" not in proc.stderr
+
+
+def test_pipelines_source_the_corpus_env():
+    for name in ("distil_whisper.sh", "distil_hubert.sh"):
+        text = (RECIPES / name).read_text()
+        assert '. "${recipes}/utils/corpus_env.sh"' in text, name
+        assert not re.search(r'^\. "\$\{recipes\}/(cmd|path)\.sh"', text, re.M), name
+
+
 # ---- static checks -----------------------------------------------------------------------------
 
 
