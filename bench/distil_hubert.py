@@ -40,7 +40,7 @@ def data_and_teacher(work: Path) -> tuple[Path, Path]:
     if all((EGS / "dump" / s / "wav.scp").is_file() for s in ("train", "dev", "test")):
         root = EGS / "dump"
     else:
-        from data_prep.mini_synth import prepare_mini_en
+        from data_prep.mini_en import prepare_mini_en
 
         root = work / "corpus"
         if not (root / "test" / "wav.scp").is_file():

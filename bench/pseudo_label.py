@@ -235,7 +235,7 @@ def _num_lines(path: Path) -> int:
 
 def prepare_inputs(work: Path, num_utts: int, corpus_utts: int) -> Inputs:
     """Synthesise the corpus and import the teacher when not already in ``work``."""
-    from data_prep.mini_synth import prepare_mini_en
+    from data_prep.mini_en import prepare_mini_en
     from speechdistill.teachers.whisper import prepare_teacher
 
     t0 = time.perf_counter()

@@ -108,7 +108,7 @@ def close_capped_labels(pl: Path, eot: int) -> None:
 
 def setup(work: Path, args: argparse.Namespace) -> dict[str, Path]:
     """Corpus, teacher, pseudo-labels with caches and the initial student (kept in ``work``)."""
-    from data_prep.mini_synth import prepare_mini_en
+    from data_prep.mini_en import prepare_mini_en
     from speechdistill.datadir.ops import subset
     from speechdistill.init_student import init_student
     from speechdistill.pseudo_label import PseudoLabelConfig, pseudo_label

@@ -20,7 +20,7 @@ transcript are skipped, with their count and list logged; duplicate utterance id
 (which file is meant is ambiguous); nothing usable is an error. Writes ``wav.scp`` (absolute
 paths), ``utt2spk``, ``spk2utt``, ``text`` and ``utt2dur`` (from the headers).
 
-Run ``python -m data_prep.folder SRC OUT``.
+Run ``python -m data_prep.folder SRC OUT``, or :func:`prepare_folder` from Python.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def _utt_and_speaker(e: Entry, speaker_from_dir: bool) -> tuple[str, str]:
     return utt, spk
 
 
-def prepare(
+def prepare_folder(
     src: Path | str,
     out_dir: Path | str,
     *,
@@ -247,6 +247,10 @@ def prepare(
     return out
 
 
+#: The earlier name of :func:`prepare_folder`.
+prepare = prepare_folder
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m data_prep.folder",
@@ -266,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        prepare(
+        prepare_folder(
             args.src, args.out, speaker_from_dir=args.speaker_from_dir, use_text=not args.no_text
         )
     except (OSError, ValueError) as e:

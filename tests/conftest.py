@@ -28,7 +28,7 @@ def mini_corpus(tmp_path_factory):
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (make test installs it)")
-    from data_prep.mini_synth import prepare_mini_en
+    from data_prep.mini_en import prepare_mini_en
 
     out = tmp_path_factory.mktemp("mini_en")
     prepare_mini_en(out, num_train=8, num_dev=4, num_test=20, seed=1, nj=2, progress=False)

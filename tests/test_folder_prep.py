@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep.folder import main, prepare
+from data_prep import folder
+from data_prep.folder import main, prepare_folder
 from speechdistill.audio import AudioReader
 from speechdistill.datadir import validate
 
@@ -42,7 +43,7 @@ def corpus(tmp_path) -> Path:
 
 
 def test_folder_with_transcripts_one_speaker_per_file(corpus, tmp_path):
-    d = prepare(corpus, tmp_path / "data")
+    d = prepare_folder(corpus, tmp_path / "data")
     assert d.text() == {
         "anna_one": "hello there",
         "anna_two": "second line",
@@ -65,7 +66,7 @@ def test_folder_with_transcripts_one_speaker_per_file(corpus, tmp_path):
 
 
 def test_speaker_from_dir(corpus, tmp_path):
-    d = prepare(corpus, tmp_path / "data", speaker_from_dir=True)
+    d = prepare_folder(corpus, tmp_path / "data", speaker_from_dir=True)
     assert d.utt2spk() == {
         "anna-one": "anna",
         "anna-two": "anna",
@@ -80,13 +81,13 @@ def test_audio_only(tmp_path):
     root = tmp_path / "raw"
     audio(root / "a.wav")
     audio(root / "b c.wav")  # whitespace in a name: the id gets '_'
-    d = prepare(root, tmp_path / "data")
+    d = prepare_folder(root, tmp_path / "data")
     assert not d.exists("text")
     assert sorted(d.wav_scp()) == ["a", "b_c"]
     assert d.wav_scp()["b_c"].endswith("b c.wav")
     assert d.exists("spk2utt") and d.exists("utt2dur")
     assert validate(d.path, no_text=True) == []
-    d2 = prepare(tmp_path / "raw", tmp_path / "data2", use_text=False)
+    d2 = prepare_folder(tmp_path / "raw", tmp_path / "data2", use_text=False)
     assert not d2.exists("text")
 
 
@@ -96,7 +97,7 @@ def test_missing_transcripts_and_bad_audio_are_skipped_and_listed(corpus, tmp_pa
     txt(corpus / "broken.txt", "broken")
     sf.write(corpus / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
     txt(corpus / "empty.txt", "empty")
-    d = prepare(corpus, tmp_path / "data")
+    d = prepare_folder(corpus, tmp_path / "data")
     assert sorted(d.text()) == ["anna_one", "anna_two", "ben_x_deep"]
     assert sorted(d.wav_scp()) == sorted(d.text())
     log = caplog.text
@@ -110,7 +111,7 @@ def test_duplicate_ids_are_an_error(tmp_path):
     audio(root / "a.wav")
     audio(root / "a.flac")
     with pytest.raises(ValueError, match=r"duplicate utterance id 'a'.*a\.flac.*a\.wav"):
-        prepare(root, tmp_path / "data")
+        prepare_folder(root, tmp_path / "data")
 
 
 def test_csv_with_header_and_speakers(tmp_path):
@@ -127,7 +128,7 @@ def test_csv_with_header_and_speakers(tmp_path):
         "sp2,clips/c3.wav,\n",
         encoding="utf-8",
     )
-    d = prepare(table, tmp_path / "data")
+    d = prepare_folder(table, tmp_path / "data")
     assert d.utt2spk() == {"sp1-clips_c1": "sp1", "sp2-clips_c2": "sp2", "sp2-clips_c3": "sp2"}
     assert d.text() == {
         "sp1-clips_c1": "Hello, world",
@@ -144,7 +145,7 @@ def test_tsv_without_header(tmp_path, caplog):
     audio(root / "b.wav")
     table = root / "list.tsv"
     table.write_text(f"{a}\tfirst one\nb.wav\tsecond\tspkB\nbad.wav\tnope\n", encoding="utf-8")
-    d = prepare(table, tmp_path / "data")
+    d = prepare_folder(table, tmp_path / "data")
     assert d.text() == {"a": "first one", "spkB-b": "second"}
     assert d.utt2spk() == {"a": "a", "spkB-b": "spkB"}
     assert validate(d.path) == []
@@ -154,9 +155,9 @@ def test_tsv_without_header(tmp_path, caplog):
 def test_nothing_usable_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no usable audio"):
-        prepare(tmp_path / "empty", tmp_path / "data")
+        prepare_folder(tmp_path / "empty", tmp_path / "data")
     with pytest.raises(FileNotFoundError):
-        prepare(tmp_path / "nowhere", tmp_path / "data")
+        prepare_folder(tmp_path / "nowhere", tmp_path / "data")
 
 
 def test_command_line(corpus, tmp_path):
@@ -168,6 +169,7 @@ def test_command_line(corpus, tmp_path):
         cwd=Path(__file__).resolve().parents[1],
     ).stdout
     assert "--speaker-from-dir" in help_text
+    assert folder.prepare is prepare_folder  # the earlier name still works
     assert main([str(corpus), str(tmp_path / "d"), "--speaker-from-dir", "--no-text"]) == 0
     assert (tmp_path / "d" / "wav.scp").is_file() and not (tmp_path / "d" / "text").exists()
     assert main([str(tmp_path / "nowhere"), str(tmp_path / "d2")]) == 1

@@ -52,7 +52,7 @@ def test_mini_en_recipe_end_to_end(recipe):
     for s in ("train", "dev", "test"):
         assert (recipe / "dump" / s / "wav.scp").is_file()
     corpus = json.loads((recipe / "data" / "local" / "config.json").read_text())
-    assert corpus["train_text"] == [str(REPO / "data_prep" / "mini_text_train")]
+    assert corpus["train_text"] == [str(REPO / "data_prep" / "mini_en" / "sentences_train")]
     assert corpus["num_train_only_sentences"] >= 1000
     assert (recipe / "exp" / "teacher" / "model.safetensors").is_file()
     assert (recipe / "exp" / "config.sh").is_file()

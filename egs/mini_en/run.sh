@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mini_en: English speech synthesised with espeak-ng (data_prep/mini_synth.py) and the embedded
+# mini_en: English speech synthesised with espeak-ng (data_prep/mini_en/) and the embedded
 # Whisper tiny.en teacher. Runs on 2 CPU cores in minutes, offline; `make demo` runs it.
 # Any option of ../../recipes/distil_whisper.sh can be given here, e.g. --stage 8 --nj 2.
 #

@@ -8,17 +8,15 @@ num_dev=50        # dev clips
 num_test=100      # test clips (seen and unseen voices)
 seed=0            # same seed, same corpus
 nj=2              # parallel espeak-ng processes
-train_text=       # train-only sentences: a file or dir, or "bundled" for data_prep/mini_text_train
+train_text=       # train-only sentences: a file or dir, or "bundled" (data_prep/mini_en/sentences_train)
 # end options
 help_message="Usage: $0 [options]"
 . utils/parse_options.sh
 
 extra=()
-if [ "${train_text}" = bundled ]; then
-  extra=(--train-text "${SPEECHDISTILL_ROOT}/data_prep/mini_text_train")
-elif [ -n "${train_text}" ]; then
-  extra=(--train-text "${train_text}")
+if [ -n "${train_text}" ]; then
+  extra=(--train-text "${train_text}")  # python -m data_prep.mini_en resolves "bundled"
 fi
-python -m data_prep.mini_synth data \
+python -m data_prep.mini_en data \
   --num-train "${num_train}" --num-dev "${num_dev}" --num-test "${num_test}" \
   --seed "${seed}" --nj "${nj}" "${extra[@]}"

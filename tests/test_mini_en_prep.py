@@ -1,4 +1,4 @@
-"""data_prep.mini_synth: the espeak-ng mini_en corpus (tiny corpora, a few seconds in all)."""
+"""data_prep.mini_en: the espeak-ng mini_en corpus (tiny corpora, a few seconds in all)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import json
 import logging
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep import mini_synth as ms
+from data_prep import mini_en as ms
+from data_prep.mini_en import cli
 from speechdistill.datadir import DataDir, read_kv, utt2spk_to_spk2utt, validate
 
 needs_espeak = pytest.mark.skipif(
@@ -142,7 +145,7 @@ def test_train_only_text_extends_train_and_keeps_the_corpus_without_it(caplog):
     extra = [f"Another line {i} for training only." for i in range(6)] + [sentences[0]]
     kw = {"num_dev": 2, "num_test": 3, "seed": 3, "num_speakers": 4, "num_unseen_speakers": 2}
     base = ms.plan_corpus(sentences, num_train=7, **kw)
-    with caplog.at_level(logging.WARNING, logger="data_prep.mini_synth"):
+    with caplog.at_level(logging.WARNING, logger="data_prep.mini_en"):
         plan = ms.plan_corpus(sentences, train_sentences=extra, num_train=20, **kw)
     assert "dropped 1 train-only sentences" in caplog.text
     assert plan.utterances["dev"] == base.utterances["dev"]
@@ -312,6 +315,44 @@ def test_train_text_option_is_used_and_recorded(tmp_path):
     assert "train-only sha256 " in (out / "local" / "text_source.txt").read_text()
 
 
+def test_bundled_train_text_is_the_package_folder():
+    assert ms.resolve_train_text(["bundled"]) == [ms.TRAIN_TEXT_DIR]
+    assert ms.resolve_train_text("bundled") == [ms.TRAIN_TEXT_DIR]
+    assert ms.resolve_train_text(["x.txt", "bundled"]) == ["x.txt", ms.TRAIN_TEXT_DIR]
+    assert ms.resolve_train_text(None) is None and ms.resolve_train_text([]) is None
+    assert ms.resolve_train_text([Path("bundled")]) == [Path("bundled")]  # a Path is a path
+    assert ms.TRAIN_TEXT_DIR.parent == ms.TEXT_DIR.parent == Path(ms.__file__).resolve().parent
+
+
+@needs_espeak
+def test_cli_train_text_bundled_is_recorded_as_its_folder(tmp_path):
+    out = tmp_path / "c"
+    assert ms.main([str(out), "--num-train", "2", "--num-dev", "1", "--num-test", "2",
+                    "--num-speakers", "2", "--num-unseen-speakers", "1", "--no-progress", "-q",
+                    "--train-text", "bundled"]) == 0  # fmt: skip
+    config = json.loads((out / "local" / "config.json").read_text())
+    assert config["train_text"] == [str(ms.TRAIN_TEXT_DIR)]
+    assert config["num_train_only_sentences"] == len(ms.load_sentences([ms.TRAIN_TEXT_DIR]))
+    source = (out / "local" / "text_source.txt").read_text()
+    assert source.count("train-only sha256 ") == len(list(ms.TRAIN_TEXT_DIR.glob("*.txt")))
+
+
+def test_python_m_data_prep_mini_en_help():
+    help_text = subprocess.run(
+        [sys.executable, "-m", "data_prep.mini_en", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
+    assert help_text.startswith("usage: python -m data_prep.mini_en ")
+    for option in ("--num-train", "--num-dev", "--num-test", "--seed", "--nj", "--num-speakers",
+                   "--num-unseen-speakers", "--text", "--train-text", "--accents", "--variants",
+                   "--espeak", "--no-progress", "--verbose", "--quiet"):  # fmt: skip
+        assert option in help_text, option
+    assert "'bundled'" in help_text
+
+
 @needs_espeak
 def test_every_accent_takes_variants():
     """`-v en-gb+VARIANT` silently ignores the variant in espeak-ng 1.51: guard every accent."""
@@ -337,7 +378,7 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path, caplog):
 
 
 def test_accent_and_variant_pools_are_respected():
-    assert ms._comma_list("en-us, en,,en-029") == ["en-us", "en", "en-029"]
+    assert cli._comma_list("en-us, en,,en-029") == ["en-us", "en", "en-029"]
     accents, variants = ["en-us", "en-029", "en"], ["m1", "m2", "f2", "klatt"]
     plan = ms.plan_corpus(
         ms.load_sentences(), num_train=10, num_dev=2, num_test=4, seed=2,
