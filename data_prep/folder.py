@@ -247,9 +247,6 @@ def prepare_folder(
     return out
 
 
-#: The earlier name of :func:`prepare_folder`.
-prepare = prepare_folder
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep import folder
 from data_prep.folder import main, prepare_folder
 from speechdistill.audio import AudioReader
 from speechdistill.datadir import validate
@@ -169,7 +168,6 @@ def test_command_line(corpus, tmp_path):
         cwd=Path(__file__).resolve().parents[1],
     ).stdout
     assert "--speaker-from-dir" in help_text
-    assert folder.prepare is prepare_folder  # the earlier name still works
     assert main([str(corpus), str(tmp_path / "d"), "--speaker-from-dir", "--no-text"]) == 0
     assert (tmp_path / "d" / "wav.scp").is_file() and not (tmp_path / "d" / "text").exists()
     assert main([str(tmp_path / "nowhere"), str(tmp_path / "d2")]) == 1
