@@ -52,7 +52,8 @@ def data_and_teacher(work: Path) -> tuple[Path, Path]:
 
 
 def distil(args, root: Path, teacher: Path, work: Path) -> dict:
-    from speechdistill.train.hubert_kd import HubertTrainConfig, train_hubert
+    from speechdistill.train.config import HubertTrainConfig
+    from speechdistill.train.hubert_kd import train_hubert
 
     out = work / "student"
     if (out / "train.json").is_file():

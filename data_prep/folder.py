@@ -247,7 +247,6 @@ def prepare_folder(
     return out
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m data_prep.folder",

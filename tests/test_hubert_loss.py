@@ -76,7 +76,8 @@ def test_padded_frames_do_not_count():
 
 
 def test_utterance_target_normalisation_ignores_padding():
-    from speechdistill.train.hubert_kd import HubertTrainConfig, normalize_targets
+    from speechdistill.train.config import HubertTrainConfig
+    from speechdistill.train.hubert_kd import normalize_targets
 
     batch = _padded_batch()
     mask = batch["frame_mask"]

@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file
 from test_hubert_student import noise_data_dir, tiny_ssl_teacher, tiny_whisper_teacher
 
-from speechdistill.train.hubert_kd import HubertTrainConfig, train_hubert
+from speechdistill.train.config import HubertTrainConfig
+from speechdistill.train.hubert_kd import train_hubert
 
 
 @pytest.fixture(scope="module")

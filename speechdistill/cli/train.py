@@ -16,7 +16,7 @@ from speechdistill.train.config import TrainConfig, add_config_args, overrides_f
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from speechdistill.train.hubert_kd import HUBERT_ONLY_OPTIONS, HubertTrainConfig
+    from speechdistill.train.config import HUBERT_ONLY_OPTIONS, HubertTrainConfig
 
     p = sub.add_parser(
         "train",
@@ -77,7 +77,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_hubert(args: argparse.Namespace) -> int:
-    from speechdistill.train.hubert_kd import HubertTrainConfig, train_hubert
+    from speechdistill.train.config import HubertTrainConfig
+    from speechdistill.train.hubert_kd import train_hubert
 
     config = HubertTrainConfig.from_sources(args.config, overrides_from_args(args))
     summary = train_hubert(args.teacher, args.train, args.dev, args.out, config, args.student)

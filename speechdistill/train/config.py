@@ -8,11 +8,14 @@ import json
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Self, get_type_hints
+from typing import TYPE_CHECKING, Any, Self, get_type_hints
 
 import yaml
 
 from speechdistill.utils import PathLike, atomic_write_text
+
+if TYPE_CHECKING:
+    from speechdistill.train.hubert_student import StudentArch
 
 #: Loss weights of the two readings of Distil-Whisper: the paper (CE 1.0, KL 0.8) and its
 #: training code (0.8·CE + 1.0·KL). ``loss_preset`` picks one; ``alpha_ce``/``alpha_kd`` win.
@@ -232,3 +235,112 @@ def add_config_args(
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+
+
+# DistilHuBERT
+
+#: How teacher targets are normalised before the loss.
+TARGET_NORMS = ("none", "utterance")
+
+
+@dataclass
+class HubertTrainConfig(BaseTrainConfig):
+    """DistilHuBERT training (see ``speechdistill train --help``, with ``--student hubert``)."""
+
+    # teacher and targets
+    target_layers: str | None = field(
+        default=None,
+        metadata={
+            "help": "teacher layers to predict, e.g. 4,8,12 (default: 1/3, 2/3 and all "
+            "of the teacher's depth: 4,8,12 of 12 layers, 1,3,4 of 4)"
+        },
+    )
+    teacher_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "run the frozen teacher once per training utterance instead of on every "
+            "batch (targets in memory, and on disk until training ends, for resuming)"
+        },
+    )
+    max_duration: float = field(
+        default=30.0,
+        metadata={"help": "skip longer train/dev utterances, seconds (Whisper teachers: ≤ 30)"},
+    )
+    # student
+    student_layers: int = field(default=2, metadata={"help": "transformer layers of the student"})
+    student_hidden_size: int = field(
+        default=0, metadata={"help": "Whisper teachers: student width (0: the teacher's)"}
+    )
+    student_heads: int = field(
+        default=0, metadata={"help": "Whisper teachers: attention heads (0: the teacher's)"}
+    )
+    student_ffn_size: int = field(
+        default=0, metadata={"help": "Whisper teachers: feed-forward width (0: 4 × width)"}
+    )
+    student_conv_dim: str = field(
+        default="512,512,512,512,512,512,512",
+        metadata={"help": "Whisper teachers: channels of the 7 CNN layers (HuBERT's strides)"},
+    )
+    student_pos_conv_kernel: int = field(
+        default=128, metadata={"help": "Whisper teachers: positional convolution kernel"}
+    )
+    student_pos_conv_groups: int = field(
+        default=16, metadata={"help": "Whisper teachers: positional convolution groups"}
+    )
+    head_hidden_size: int = field(
+        default=0, metadata={"help": "hidden width of each prediction head (0: student width)"}
+    )
+    freeze_feature_encoder: bool = field(
+        default=False, metadata={"help": "keep the student's CNN feature extractor frozen"}
+    )
+    # loss
+    lambda_cos: float = field(
+        default=1.0, metadata={"help": "λ: weight of −log σ(cos) beside the L1 term"}
+    )
+    target_norm: str = field(
+        default="none",
+        metadata={
+            "help": "none (the paper) | utterance: standardise each target dimension over "
+            "the utterance's frames (for teachers whose states are mostly a shared "
+            "offset, e.g. Whisper)"
+        },
+    )
+    # optimisation (see BaseTrainConfig for the rest)
+    lr: float = field(default=2e-4, metadata={"help": "peak learning rate (the paper's 2e-4)"})
+    max_grad_norm: float = field(default=10.0, metadata={"help": "gradient clipping (0: none)"})
+    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (student only)"})
+    # evaluation and checkpoints
+    eval_steps: int = field(default=100, metadata={"help": "dev loss every N steps"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.target_layers, (list, tuple)):
+            self.target_layers = ",".join(str(x) for x in self.target_layers)
+        if isinstance(self.student_conv_dim, (list, tuple)):
+            self.student_conv_dim = ",".join(str(x) for x in self.student_conv_dim)
+        if self.lambda_cos < 0:
+            raise ValueError("lambda_cos must be ≥ 0")
+        if self.target_norm not in TARGET_NORMS:
+            raise ValueError(f"target_norm must be one of {TARGET_NORMS}, not {self.target_norm!r}")
+
+    def arch(self) -> StudentArch:
+        """The student architecture these options describe."""
+        from speechdistill.train.hubert_student import StudentArch
+
+        conv = tuple(int(c) for c in self.student_conv_dim.replace(",", " ").split())
+        return StudentArch(
+            num_layers=self.student_layers,
+            hidden_size=self.student_hidden_size,
+            num_heads=self.student_heads,
+            ffn_size=self.student_ffn_size,
+            conv_dim=conv,
+            pos_conv_kernel=self.student_pos_conv_kernel,
+            pos_conv_groups=self.student_pos_conv_groups,
+            head_hidden_size=self.head_hidden_size,
+        )
+
+
+#: Options of :class:`HubertTrainConfig` that the Whisper :class:`TrainConfig` lacks.
+HUBERT_ONLY_OPTIONS = tuple(
+    f.name for f in fields(HubertTrainConfig) if f.name not in {g.name for g in fields(TrainConfig)}
+)

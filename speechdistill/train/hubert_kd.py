@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,9 @@ from speechdistill.train.common import (
     plot_curves,
     tensorboard_writer,
 )
-from speechdistill.train.config import BaseTrainConfig, TrainConfig
+from speechdistill.train.config import HubertTrainConfig
 from speechdistill.train.hubert_student import (
     DistilHubert,
-    StudentArch,
     init_hubert_student,
     load_hubert_student,
 )
@@ -62,9 +60,6 @@ log = logging.getLogger(__name__)
 NEW_STUDENT = "hubert"
 #: The teacher's cached targets (``teacher_cache``), kept in the output dir until training ends.
 TARGETS_FILE = "teacher_targets.safetensors"
-
-
-TARGET_NORMS = ("none", "utterance")
 
 
 def normalize_targets(
@@ -96,106 +91,6 @@ def _cache_matches(path: Path, key: dict[str, Any]) -> bool:
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     return meta.get("key") == json.dumps(key, sort_keys=True)
-
-
-@dataclass
-class HubertTrainConfig(BaseTrainConfig):
-    """DistilHuBERT training (see ``speechdistill train --help``, with ``--student hubert``)."""
-
-    # teacher and targets
-    target_layers: str | None = field(
-        default=None,
-        metadata={
-            "help": "teacher layers to predict, e.g. 4,8,12 (default: 1/3, 2/3 and all "
-            "of the teacher's depth: 4,8,12 of 12 layers, 1,3,4 of 4)"
-        },
-    )
-    teacher_cache: bool = field(
-        default=False,
-        metadata={
-            "help": "run the frozen teacher once per training utterance instead of on every "
-            "batch (targets in memory, and on disk until training ends, for resuming)"
-        },
-    )
-    max_duration: float = field(
-        default=30.0,
-        metadata={"help": "skip longer train/dev utterances, seconds (Whisper teachers: ≤ 30)"},
-    )
-    # student
-    student_layers: int = field(default=2, metadata={"help": "transformer layers of the student"})
-    student_hidden_size: int = field(
-        default=0, metadata={"help": "Whisper teachers: student width (0: the teacher's)"}
-    )
-    student_heads: int = field(
-        default=0, metadata={"help": "Whisper teachers: attention heads (0: the teacher's)"}
-    )
-    student_ffn_size: int = field(
-        default=0, metadata={"help": "Whisper teachers: feed-forward width (0: 4 × width)"}
-    )
-    student_conv_dim: str = field(
-        default="512,512,512,512,512,512,512",
-        metadata={"help": "Whisper teachers: channels of the 7 CNN layers (HuBERT's strides)"},
-    )
-    student_pos_conv_kernel: int = field(
-        default=128, metadata={"help": "Whisper teachers: positional convolution kernel"}
-    )
-    student_pos_conv_groups: int = field(
-        default=16, metadata={"help": "Whisper teachers: positional convolution groups"}
-    )
-    head_hidden_size: int = field(
-        default=0, metadata={"help": "hidden width of each prediction head (0: student width)"}
-    )
-    freeze_feature_encoder: bool = field(
-        default=False, metadata={"help": "keep the student's CNN feature extractor frozen"}
-    )
-    # loss
-    lambda_cos: float = field(
-        default=1.0, metadata={"help": "λ: weight of −log σ(cos) beside the L1 term"}
-    )
-    target_norm: str = field(
-        default="none",
-        metadata={
-            "help": "none (the paper) | utterance: standardise each target dimension over "
-            "the utterance's frames (for teachers whose states are mostly a shared "
-            "offset, e.g. Whisper)"
-        },
-    )
-    # optimisation (see BaseTrainConfig for the rest)
-    lr: float = field(default=2e-4, metadata={"help": "peak learning rate (the paper's 2e-4)"})
-    max_grad_norm: float = field(default=10.0, metadata={"help": "gradient clipping (0: none)"})
-    mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (student only)"})
-    # evaluation and checkpoints
-    eval_steps: int = field(default=100, metadata={"help": "dev loss every N steps"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.target_layers, (list, tuple)):
-            self.target_layers = ",".join(str(x) for x in self.target_layers)
-        if isinstance(self.student_conv_dim, (list, tuple)):
-            self.student_conv_dim = ",".join(str(x) for x in self.student_conv_dim)
-        if self.lambda_cos < 0:
-            raise ValueError("lambda_cos must be ≥ 0")
-        if self.target_norm not in TARGET_NORMS:
-            raise ValueError(f"target_norm must be one of {TARGET_NORMS}, not {self.target_norm!r}")
-
-    def arch(self) -> StudentArch:
-        conv = tuple(int(c) for c in self.student_conv_dim.replace(",", " ").split())
-        return StudentArch(
-            num_layers=self.student_layers,
-            hidden_size=self.student_hidden_size,
-            num_heads=self.student_heads,
-            ffn_size=self.student_ffn_size,
-            conv_dim=conv,
-            pos_conv_kernel=self.student_pos_conv_kernel,
-            pos_conv_groups=self.student_pos_conv_groups,
-            head_hidden_size=self.head_hidden_size,
-        )
-
-
-#: Options of :class:`HubertTrainConfig` that the Whisper :class:`TrainConfig` lacks.
-HUBERT_ONLY_OPTIONS = tuple(
-    f.name for f in fields(HubertTrainConfig) if f.name not in {g.name for g in fields(TrainConfig)}
-)
 
 
 # --------------------------------------------------------------------------------------------
