@@ -31,6 +31,7 @@ from speechdistill.publish import (  # noqa: E402
     publish,
     verify_hub_folder,
 )
+from speechdistill.publish.card import CARD_TEMPLATE, render_card  # noqa: E402
 from speechdistill.scoring import score, write_score_dir  # noqa: E402
 from speechdistill.testing import english_tokenizer, save_random_whisper  # noqa: E402
 from speechdistill.train.config import TrainConfig  # noqa: E402
@@ -288,6 +289,17 @@ def test_verify_catches_a_card_that_disagrees_with_the_results(exp, tmp_path, no
     verify_hub_folder(result.folder, expected_wer=rows)
     with pytest.raises(ValueError, match="model-index WER"):
         verify_hub_folder(result.folder, expected_wer=[(s, w + 1.0) for s, w in rows])
+
+
+def test_card_template_is_package_data_and_needs_every_value():
+    import importlib.resources
+
+    import jinja2
+
+    assert importlib.resources.files("speechdistill.publish").joinpath(CARD_TEMPLATE).is_file()
+    assert f'"speechdistill.publish" = ["{CARD_TEMPLATE}"]' in (REPO / "pyproject.toml").read_text()
+    with pytest.raises(jinja2.UndefinedError, match="card_data"):
+        render_card({})
 
 
 @pytest.mark.skipif(
