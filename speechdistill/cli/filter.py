@@ -135,8 +135,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_filter(args: argparse.Namespace) -> int:
     from speechdistill.filter import FilterConfig, ScoreOptions, filter_data_dir
+    from speechdistill.filter.context import DEFAULT_PERTURBATIONS
     from speechdistill.filter.models import parse_perturbation
-    from speechdistill.filter.scores import DEFAULT_PERTURBATIONS
 
     perturb = args.perturb or list(DEFAULT_PERTURBATIONS)
     for spec in perturb:
