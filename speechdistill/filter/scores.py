@@ -168,6 +168,8 @@ def _lm_model(ctx: ScoreContext) -> str | None:
 def _from_stat(
     stat: str, fn: Callable[[float], float]
 ) -> Callable[[ScoreContext], dict[str, float]]:
+    """A score that is ``fn`` of the statistic ``utt2<stat>``."""
+
     def compute(ctx: ScoreContext) -> dict[str, float]:
         values = ctx.stat(stat) or {}
         return {u: fn(values[u]) for u in ctx.utts if u in values}
