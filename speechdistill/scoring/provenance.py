@@ -9,15 +9,17 @@ from pathlib import Path
 
 from speechdistill import __version__
 
-__all__ = ["git_commit_date", "git_revision", "versions"]
+__all__ = ["PACKAGES", "VERSION", "git_commit_date", "git_revision", "versions"]
 
+#: The version of speechdistill that makes the results.
+VERSION = __version__
 #: Libraries whose versions shape the numbers (recorded in results.json and RESULTS.md).
 PACKAGES = ("jiwer", "transformers", "torch", "numpy", "num2words", "whisper-normalizer")
 
 
 def versions() -> dict[str, str | None]:
     """Versions of Python, speechdistill and the libraries that shape the numbers."""
-    out: dict[str, str | None] = {"python": platform.python_version(), "speechdistill": __version__}
+    out: dict[str, str | None] = {"python": platform.python_version(), "speechdistill": VERSION}
     for pkg in PACKAGES:
         try:
             out[pkg] = metadata.version(pkg)

@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from speechdistill import __version__
+from speechdistill.scoring.provenance import VERSION
 from speechdistill.scoring.results import save_results
 from speechdistill.scoring.wer import (
     Counts,
@@ -151,7 +151,7 @@ def format_result_txt(result: ScoreResult) -> str:
     """The human-readable summary: headline numbers, then sclite-style tables by speaker."""
     n, o = result.normalized, result.orthographic
     head = [
-        f"speechdistill {__version__} score: {result.dataset or '-'} (model {result.model or '-'})",
+        f"speechdistill {VERSION} score: {result.dataset or '-'} (model {result.model or '-'})",
         f"ref: {result.ref_path or '-'}",
         f"hyp: {result.hyp_path or '-'}",
         f"normaliser: {n.normalizer} {json.dumps(dict(n.options)) if n.options else ''}".rstrip(),
