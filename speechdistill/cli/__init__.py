@@ -1,7 +1,9 @@
 """``speechdistill`` command line: one subcommand per pipeline stage, thin over the library.
 
-Each command module in this package has ``register(subparsers)``, which adds its parser and sets
-``func`` (called with the parsed namespace; its return value is the exit status).
+Each command module in this package (one per command, named like it) has ``register(subparsers)``,
+which adds its parser and sets ``func`` (called with the parsed namespace; its return value is the
+exit status). Only the modules in :data:`COMMANDS` are commands; ``options`` holds shared
+argument-parsing helpers.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ COMMANDS = (
     "decode",
     "ctc_decode",
     "score",
+    "speed",
+    "results",
+    "compare",
     "publish",
 )
 

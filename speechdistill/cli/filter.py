@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from speechdistill.cli.options import key_values
+
 RULES_HELP = """\
 rules (--keep, repeatable; an utterance is kept when it passes all of them):
   SCORE>=X, SCORE>X, SCORE<=X, SCORE<X   threshold on a score (higher = better label)
@@ -132,10 +134,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_filter(args: argparse.Namespace) -> int:
-    from speechdistill.cli.score import _key_values
     from speechdistill.filter import FilterConfig, ScoreOptions, filter_data_dir
+    from speechdistill.filter.context import DEFAULT_PERTURBATIONS
     from speechdistill.filter.models import parse_perturbation
-    from speechdistill.filter.scores import DEFAULT_PERTURBATIONS
 
     perturb = args.perturb or list(DEFAULT_PERTURBATIONS)
     for spec in perturb:
@@ -145,7 +146,7 @@ def run_filter(args: argparse.Namespace) -> int:
         raise ValueError(f"--cps-range: expected 0 <= LO < HI, got {lo},{hi}")
     options = ScoreOptions(
         normalizer=args.normalizer,
-        normalizer_options=_key_values(args.normalizer_option, "--normalizer-option"),
+        normalizer_options=key_values(args.normalizer_option, "--normalizer-option"),
         cps_range=(lo, hi),
         proxy=args.proxy,
         proxy_language=args.proxy_language,

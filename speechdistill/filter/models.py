@@ -33,7 +33,7 @@ from speechdistill.datadir import read_kv, write_kv
 from speechdistill.utils import PathLike, atomic_write_text
 
 if TYPE_CHECKING:
-    from speechdistill.filter.scores import ScoreContext
+    from speechdistill.filter.context import ScoreContext
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from typing import Any
 from speechdistill import __version__
 from speechdistill.datadir import DataDir, DataDirError, fix, read_kv, subset, validate
 from speechdistill.datadir.ops import read_keys
+from speechdistill.filter.context import ScoreContext, ScoreOptions
 from speechdistill.filter.diagnostics import (
     DEFAULT_BAD_WERS,
     AutoChoice,
@@ -41,14 +42,7 @@ from speechdistill.filter.diagnostics import (
     selection_metrics,
 )
 from speechdistill.filter.report import count_hours, score_summary, write_report
-from speechdistill.filter.scores import (
-    SCORES,
-    ScoreContext,
-    ScoreOptions,
-    compute_score,
-    default_scores,
-    write_scores,
-)
+from speechdistill.filter.scores import SCORES, compute_score, default_scores, write_scores
 from speechdistill.filter.select import parse_rule, select
 from speechdistill.utils import PathLike
 
