@@ -8,7 +8,7 @@ it (a rerun replaces the folder; a failed build leaves the previous one):
 - the processor files (tokenizer, feature extractor); a ``preprocessor_config.json`` is added
   when the model dir lacks one, so that older transformers releases load the feature extractor;
 - ``train_config.yaml`` (the training settings) when the model dir has one, ``RESULTS.md``;
-- optionally ``ct2/``, a CTranslate2 export (:func:`speechdistill.convert.export_ct2`);
+- optionally ``ct2/``, a CTranslate2 export (:func:`speechdistill.whisper.ct2.export.export_ct2`);
 - ``README.md``: the model card, made with huggingface_hub's ``ModelCard``, ``ModelCardData`` and
   ``EvalResult`` (``model-index`` holds the student's WER in percent on each test set).
 
@@ -648,7 +648,7 @@ def build_hub_folder(
     if results_md is not None and not Path(results_md).is_file():
         raise ValueError(f"{results_md}: not found")
     if ct2:
-        from speechdistill.convert import QUANTIZATIONS
+        from speechdistill.whisper.ct2.export import QUANTIZATIONS
 
         if ct2_quantization is not None and ct2_quantization not in QUANTIZATIONS:
             raise ValueError(
@@ -683,7 +683,7 @@ def build_hub_folder(
             extra = [speed_md] if speed_md else []
             write_results_md(tmp / "RESULTS.md", entries, extra_sections=extra)
         if ct2:
-            from speechdistill.convert import export_ct2
+            from speechdistill.whisper.ct2.export import export_ct2
 
             export_ct2(tmp, tmp / CT2_SUBDIR, quantization=ct2_quantization)
         model_card = make_model_card(
@@ -764,7 +764,7 @@ def verify_hub_folder(
     except Exception as e:
         raise ValueError(f"{root}: the processor does not load: {e}") from None
     if ct2:
-        from speechdistill.convert import is_ct2_model_dir
+        from speechdistill.whisper.ct2.binary import is_ct2_model_dir
 
         if not is_ct2_model_dir(root / CT2_SUBDIR):
             raise ValueError(f"{root / CT2_SUBDIR / 'model.bin'}: CTranslate2 export missing")

@@ -12,7 +12,7 @@ From the pseudo-label statistics (no new decode):
 - ``no_speech``: 1 − ``utt2no_speech_prob``.
 
 Hallucination heuristics (from the statistics, or computed from ``text.teacher`` with
-:mod:`speechdistill.label_stats`, as the pseudo_label stage does, when the file is missing):
+:mod:`speechdistill.pseudo_label.stats`, as the pseudo_label stage does, when the file is missing):
 
 - ``compression_ratio``: minus the zlib compression ratio of the label (Whisper's test: a label
   passes Whisper's 2.4 limit when ``compression_ratio>=-2.4``).
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from speechdistill.datadir import DataDir, read_floats
-from speechdistill.label_stats import compression_ratio, max_ngram_repeat
+from speechdistill.pseudo_label.stats import compression_ratio, max_ngram_repeat
 from speechdistill.text import get_normalizer
 
 log = logging.getLogger(__name__)
