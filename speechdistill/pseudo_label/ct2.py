@@ -1,9 +1,9 @@
 """The ``ct2`` backend of the pseudo-label stage: the teacher in CTranslate2, for CPU throughput.
 
-Same output as the ``hf`` backend (:class:`~speechdistill.pseudo_label.hf.HFLabeler`): the text, the
-timestamped text, the generated token ids (EOS included) and every statistic of
-:data:`~speechdistill.pseudo_label.stats.STATS`, none left NaN, computed from the teacher's **raw** logits
-with the same code (:func:`~speechdistill.pseudo_label.stats.token_stats`).
+Same output as the ``hf`` backend (:class:`~speechdistill.pseudo_label.hf.HFLabeler`): the
+text, the timestamped text, the generated token ids (EOS included) and every statistic of
+:data:`~speechdistill.pseudo_label.stats.STATS`, none left NaN, computed from the teacher's
+**raw** logits with the same code (:func:`~speechdistill.pseudo_label.stats.token_stats`).
 Per batch:
 
 1. the HF feature extractor of the teacher makes the log-mel features (padded to 30 s);
@@ -67,6 +67,7 @@ from speechdistill.whisper.tokens import (
     SAMPLE_RATE,
     WINDOW_SECONDS,
     check_language,
+    is_multilingual,
     language_token,
 )
 
@@ -89,10 +90,6 @@ def _check_config(config: PseudoLabelConfig) -> None:
         )
     if config.num_beams < 1:
         raise ValueError(f"num_beams must be ≥ 1, got {config.num_beams}")
-
-
-# --------------------------------------------------------------------------------------------
-# the labeler
 
 
 class CT2Labeler:
@@ -176,7 +173,7 @@ class CT2Labeler:
             processor = WhisperProcessor.from_pretrained(str(path), trust_remote_code=False)
             tokenizer, feature_extractor = processor.tokenizer, processor.feature_extractor
             gen = GenerationConfig.from_pretrained(str(path))
-            multilingual = getattr(gen, "is_multilingual", False)
+            multilingual = is_multilingual(gen)
             lang_to_id = dict(getattr(gen, "lang_to_id", None) or {}) if multilingual else {}
             max_length = gen.max_length or MAX_TARGET_POSITIONS
             max_initial = getattr(gen, "max_initial_timestamp_index", None)

@@ -66,7 +66,8 @@ def make_plan(data: PathLike, teacher: PathLike, config: PseudoLabelConfig) -> P
 
 
 def load_or_write_plan(work: Path, plan: Plan) -> Plan:
-    """The plan of ``work`` (which must match ``plan``'s identity), or ``plan``, saved there."""
+    """The plan already saved in ``work`` (it must have ``plan``'s identity), else ``plan``,
+    saved there."""
     path = work / "plan.json"
     if path.is_file():
         old = Plan.load(path)
