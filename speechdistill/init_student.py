@@ -35,10 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speechdistill import __version__
-from speechdistill.convert import staging_dir
 from speechdistill.teachers.identity import read_teacher_info, teacher_identity
 from speechdistill.teachers.whisper import load_teacher
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import PathLike, atomic_write_text, staging_dir
 
 if TYPE_CHECKING:
     import torch

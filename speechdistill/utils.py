@@ -1,14 +1,27 @@
-"""Small shared helpers: atomic file writes, logging set-up."""
+"""Small shared helpers: atomic file and model-directory writes, logging set-up."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+__all__ = [
+    "MODEL_FILE_PATTERNS",
+    "PathLike",
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "fix_permissions",
+    "process_umask",
+    "setup_logging",
+    "staging_dir",
+]
 
 PathLike = str | os.PathLike
 
@@ -51,6 +64,73 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def process_umask() -> int:
+    """The process umask now (read by setting it, then restoring it)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def fix_permissions(root: Path, *, include_root: bool = False) -> None:
+    """Give the entries below ``root`` (and ``root`` itself with ``include_root``) the usual umask
+    modes (mkdtemp and some writers make owner-only ones)."""
+    umask = process_umask()
+    for p in [root, *root.rglob("*")] if include_root else root.rglob("*"):
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+#: Files of a transformers model/processor directory. Writing a model into a directory replaces
+#: these (and removes those the new model lacks, e.g. stale shards); other files stay.
+MODEL_FILE_PATTERNS = (
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "pytorch_model*.bin",
+    "config.json",
+    "generation_config.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "normalizer.json",
+)
+
+
+@contextlib.contextmanager
+def staging_dir(out_dir: PathLike) -> Iterator[Path]:
+    """Write a model into a hidden temporary directory inside ``out_dir``; on success its files
+    replace the model files of ``out_dir`` (see :data:`MODEL_FILE_PATTERNS`; other files, such as
+    a recipe's notes, stay). On error ``out_dir`` keeps its previous model.
+
+    Raises :class:`ValueError` if ``out_dir`` is a file or holds a CTranslate2 model.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory")
+    if (out / "model.bin").exists():
+        raise ValueError(
+            f"{out}: holds a CTranslate2 model (model.bin); write the transformers model elsewhere"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".staging.", dir=out))
+    try:
+        yield tmp
+        fix_permissions(tmp)
+        new = {p.name for p in tmp.iterdir()}
+        for pattern in MODEL_FILE_PATTERNS:
+            for stale in out.glob(pattern):
+                if stale.is_file() and stale.name not in new:
+                    stale.unlink()
+        # Weights first, configs last: a reader never sees new configs beside old weights.
+        for p in sorted(tmp.iterdir(), key=lambda p: (p.suffix != ".safetensors", p.name)):
+            os.replace(p, out / p.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def setup_logging(verbosity: int = 0) -> None:

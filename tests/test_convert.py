@@ -27,18 +27,15 @@ from transformers import (  # noqa: E402
     WhisperProcessor,
 )
 
-from speechdistill.convert import (  # noqa: E402
-    ConversionError,
-    export_ct2,
-    import_ct2,
-    read_model_bin,
-)
 from speechdistill.testing import (  # noqa: E402
     N_TIMESTAMPS,
     english_tokenizer,
     multilingual_tokenizer,
     save_random_whisper,
 )
+from speechdistill.whisper.ct2.binary import ConversionError, read_model_bin  # noqa: E402
+from speechdistill.whisper.ct2.export import export_ct2  # noqa: E402
+from speechdistill.whisper.ct2.importer import import_ct2  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,7 @@ def test_text_heuristics_from_the_label_when_statistics_are_missing(tmp_path):
     assert ratio["s-a"] == pytest.approx(-len(raw) / len(zlib.compress(raw)))
     assert ratio["s-b"] < -2.4 and ratio["s-c"] == 0.0
     rep = compute_score("ngram_repeat", ctx)
-    assert rep == {"s-a": -1.0, "s-b": -20.0, "s-c": 0.0, "s-d": -1.0}  # empty: 0 (label_stats)
+    assert rep == {"s-a": -1.0, "s-b": -20.0, "s-c": 0.0, "s-d": -1.0}  # empty: 0 (stats)
     cps = compute_score("chars_per_sec", ctx)
     assert cps["s-a"] == 0.0  # inside [5, 25]
     assert cps["s-b"] == pytest.approx(-(199 / 2 - 25))

@@ -8,7 +8,12 @@ import zlib
 import pytest
 import torch
 
-from speechdistill.label_stats import compression_ratio, max_ngram_repeat, text_stats, token_stats
+from speechdistill.pseudo_label.stats import (
+    compression_ratio,
+    max_ngram_repeat,
+    text_stats,
+    token_stats,
+)
 
 
 def test_token_stats_of_known_distributions():

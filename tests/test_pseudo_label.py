@@ -21,8 +21,8 @@ from speechdistill.cli import main
 from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import subset
 from speechdistill.datadir.validate import validate
-from speechdistill.label_stats import STATS, token_stats
 from speechdistill.pseudo_label import HFLabeler, PseudoLabelConfig, finalize, pseudo_label
+from speechdistill.pseudo_label.stats import STATS, token_stats
 from speechdistill.teachers.identity import teacher_identity
 
 

@@ -16,13 +16,14 @@ import pytest
 pytest.importorskip("ctranslate2")
 
 from speechdistill.audio import AudioReader
-from speechdistill.convert import MissingDependencyError
 from speechdistill.datadir import read_kv
 from speechdistill.datadir.ops import subset
 from speechdistill.datadir.validate import validate
-from speechdistill.label_stats import STATS
 from speechdistill.pseudo_label import HFLabeler, PseudoLabelConfig, pseudo_label
-from speechdistill.pseudo_label_ct2 import STAMP, CT2Labeler, converted_teacher
+from speechdistill.pseudo_label.ct2 import CT2Labeler
+from speechdistill.pseudo_label.stats import STATS
+from speechdistill.whisper.ct2.binary import MissingDependencyError
+from speechdistill.whisper.ct2.runtime import STAMP, converted_teacher
 
 F32 = PseudoLabelConfig(backend="ct2", dtype="float32", batch_size=2)
 

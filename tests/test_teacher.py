@@ -25,10 +25,10 @@ from transformers import (  # noqa: E402
 )
 
 from speechdistill.cli import main  # noqa: E402
-from speechdistill.convert import read_model_bin  # noqa: E402
 from speechdistill.teachers.identity import TEACHER_JSON, read_teacher_info  # noqa: E402
 from speechdistill.teachers.source import embedded_teacher_dir  # noqa: E402
 from speechdistill.teachers.whisper import load_teacher, prepare_teacher  # noqa: E402
+from speechdistill.whisper.ct2.binary import read_model_bin  # noqa: E402
 
 SENTENCES = [
     "Please call Stella and ask her to bring these things with her from the store.",

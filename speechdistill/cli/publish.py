@@ -19,7 +19,7 @@ def _split(text: str) -> tuple[str, str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from speechdistill.convert import QUANTIZATIONS
+    from speechdistill.whisper.ct2.export import QUANTIZATIONS
 
     p = sub.add_parser(
         "publish",

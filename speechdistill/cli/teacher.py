@@ -13,11 +13,9 @@ import logging
 
 log = logging.getLogger("speechdistill")
 
-DTYPES = ("float32", "float16", "bfloat16", "auto")
-
 
 def _import_ct2(args: argparse.Namespace) -> int:
-    from speechdistill.convert import import_ct2
+    from speechdistill.whisper.ct2.importer import import_ct2
 
     out = import_ct2(args.src, args.out, dtype=args.dtype)
     print(out)
@@ -25,7 +23,7 @@ def _import_ct2(args: argparse.Namespace) -> int:
 
 
 def _export_ct2(args: argparse.Namespace) -> int:
-    from speechdistill.convert import export_ct2
+    from speechdistill.whisper.ct2.export import export_ct2
 
     out = export_ct2(args.model, args.out, quantization=args.quantization, force=args.force)
     print(out)
@@ -44,7 +42,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from speechdistill.convert import QUANTIZATIONS
+    from speechdistill.whisper.ct2.export import QUANTIZATIONS
+    from speechdistill.whisper.ct2.importer import IMPORT_DTYPES
 
     p = sub.add_parser(
         "teacher",
@@ -64,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("out", help="output directory (replaced)")
     imp.add_argument(
         "--dtype",
-        choices=DTYPES,
+        choices=IMPORT_DTYPES,
         default="float32",
         help="weight type of the output; auto keeps the stored float type (default: %(default)s)",
     )

@@ -8,7 +8,7 @@ it (a rerun replaces the folder; a failed build leaves the previous one):
 - the processor files (tokenizer, feature extractor); a ``preprocessor_config.json`` is added
   when the model dir lacks one, so that older transformers releases load the feature extractor;
 - ``train_config.yaml`` (the training settings) when the model dir has one, ``RESULTS.md``;
-- optionally ``ct2/``, a CTranslate2 export (:func:`speechdistill.convert.export_ct2`);
+- optionally ``ct2/``, a CTranslate2 export (:func:`speechdistill.whisper.ct2.export.export_ct2`);
 - ``README.md``: the model card (:mod:`speechdistill.publish.card`).
 
 :func:`verify_hub_folder` loads everything back (card, model-index, config, weights, processor).
@@ -34,7 +34,7 @@ from speechdistill.publish.files import (
     weight_files,
 )
 from speechdistill.scoring import write_results_md
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import PathLike, atomic_write_text, fix_permissions
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,6 @@ def _check_model_dir(model_dir: Path) -> None:
     for name in CONFIG_FILES:
         if not (model_dir / name).is_file():
             raise ValueError(f"{model_dir / name}: not found (not a trained Whisper model dir?)")
-
-
-def _fix_permissions(root: Path) -> None:
-    """mkdtemp makes an owner-only directory: give everything the usual umask modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for p in [root, *root.rglob("*")]:
-        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
 
 
 def _check_out_dir(out: Path, protected: Sequence[Path]) -> None:
@@ -143,7 +135,7 @@ def build_hub_folder(
     if results_md is not None and not Path(results_md).is_file():
         raise ValueError(f"{results_md}: not found")
     if ct2:
-        from speechdistill.convert import QUANTIZATIONS
+        from speechdistill.whisper.ct2.export import QUANTIZATIONS
 
         if ct2_quantization is not None and ct2_quantization not in QUANTIZATIONS:
             raise ValueError(
@@ -178,7 +170,7 @@ def build_hub_folder(
             extra = [speed_md] if speed_md else []
             write_results_md(tmp / "RESULTS.md", entries, extra_sections=extra)
         if ct2:
-            from speechdistill.convert import export_ct2
+            from speechdistill.whisper.ct2.export import export_ct2
 
             export_ct2(tmp, tmp / CT2_SUBDIR, quantization=ct2_quantization)
         model_card = make_model_card(
@@ -194,7 +186,7 @@ def build_hub_folder(
         )
         atomic_write_text(tmp / "README.md", str(model_card))
         verify_hub_folder(tmp, expected_wer=[(split, v) for _, split, v in rows], ct2=ct2)
-        _fix_permissions(tmp)
+        fix_permissions(tmp, include_root=True)
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -259,7 +251,7 @@ def verify_hub_folder(
     except Exception as e:
         raise ValueError(f"{root}: the processor does not load: {e}") from None
     if ct2:
-        from speechdistill.convert import is_ct2_model_dir
+        from speechdistill.whisper.ct2.binary import is_ct2_model_dir
 
         if not is_ct2_model_dir(root / CT2_SUBDIR):
             raise ValueError(f"{root / CT2_SUBDIR / 'model.bin'}: CTranslate2 export missing")

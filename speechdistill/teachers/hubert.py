@@ -298,7 +298,7 @@ def prepare_ssl_teacher(name: str, out_dir: PathLike) -> Path:
     if is_prepared(out, source):
         log.info("teacher %s already prepared in %s", name, out)
         return out
-    from speechdistill.convert import staging_dir
+    from speechdistill.utils import staging_dir
 
     (out / TEACHER_JSON).unlink(missing_ok=True)
     teacher = load_ssl_teacher(name)

@@ -8,8 +8,9 @@ import importlib.resources
 from pathlib import Path
 from typing import Any
 
-from speechdistill.convert import MODEL_FILE_PATTERNS, is_ct2_model_dir
 from speechdistill.teachers.identity import sha256_file
+from speechdistill.utils import MODEL_FILE_PATTERNS
+from speechdistill.whisper.ct2.binary import is_ct2_model_dir
 
 __all__ = ["EMBEDDED_EXTRA", "EMBEDDED_TEACHERS", "describe_source", "embedded_teacher_dir"]
 

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speechdistill import __version__
-from speechdistill.convert import ConversionError, import_ct2, is_ct2_model_dir, staging_dir
 from speechdistill.teachers.identity import TEACHER_JSON, is_prepared, weights_sha256
 from speechdistill.teachers.source import EMBEDDED_TEACHERS, describe_source
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import PathLike, atomic_write_text, staging_dir
+from speechdistill.whisper.ct2.binary import ConversionError, is_ct2_model_dir
+from speechdistill.whisper.ct2.importer import import_ct2
 from speechdistill.whisper.tokens import MULTILINGUAL_MIN_VOCAB
 
 if TYPE_CHECKING:

@@ -113,7 +113,7 @@ class DistilHubert(nn.Module):
         (``heads.safetensors`` + ``heads.json``) beside it; written through a staging dir."""
         from safetensors.torch import save_file
 
-        from speechdistill.convert import staging_dir
+        from speechdistill.utils import staging_dir
 
         with staging_dir(out_dir) as tmp:
             self.encoder.save_pretrained(tmp, safe_serialization=True)

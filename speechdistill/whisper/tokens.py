@@ -10,6 +10,8 @@ from typing import Any
 
 __all__ = [
     "ENGLISH_NAMES",
+    "MAX_INITIAL_TIMESTAMP_INDEX",
+    "MAX_TARGET_POSITIONS",
     "MULTILINGUAL_MIN_VOCAB",
     "SAMPLE_RATE",
     "WINDOW_SAMPLES",
@@ -27,6 +29,10 @@ WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)
 #: Multilingual vocabularies have ≥ 51865 entries (English-only: 51864); the rule openai-whisper
 #: and CTranslate2 use.
 MULTILINGUAL_MIN_VOCAB = 51865
+#: Decoder positions (prompt + generated tokens), every Whisper size.
+MAX_TARGET_POSITIONS = 448
+#: Whisper's timestamp rules: the first timestamp is at most 1.0 s (50 × 0.02 s).
+MAX_INITIAL_TIMESTAMP_INDEX = 50
 #: The ways of asking an English-only model for its one language.
 ENGLISH_NAMES = (None, "en", "english", "<|en|>")
 

@@ -1,9 +1,9 @@
 """The ``ct2`` backend of the pseudo-label stage: the teacher in CTranslate2, for CPU throughput.
 
-Same output as the ``hf`` backend (:class:`speechdistill.pseudo_label.HFLabeler`): the text, the
-timestamped text, the generated token ids (EOS included) and every statistic of
-:data:`speechdistill.label_stats.STATS`, none left NaN, computed from the teacher's **raw** logits
-with the same code (:func:`~speechdistill.label_stats.token_stats`).
+Same output as the ``hf`` backend (:class:`~speechdistill.pseudo_label.hf.HFLabeler`): the
+text, the timestamped text, the generated token ids (EOS included) and every statistic of
+:data:`~speechdistill.pseudo_label.stats.STATS`, none left NaN, computed from the teacher's
+**raw** logits with the same code (:func:`~speechdistill.pseudo_label.stats.token_stats`).
 Per batch:
 
 1. the HF feature extractor of the teacher makes the log-mel features (padded to 30 s);
@@ -42,11 +42,7 @@ Needs ``ctranslate2 >= 4.6`` (the first with per-step logits for Whisper):
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,139 +50,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from speechdistill.audio import SAMPLE_RATE
-from speechdistill.convert import MissingDependencyError, export_ct2, is_ct2_model_dir
-from speechdistill.label_stats import text_stats, token_stats
-from speechdistill.pseudo_label import PseudoLabelConfig, UttLabel
-from speechdistill.teachers.identity import teacher_identity
-from speechdistill.utils import PathLike, atomic_write_text
-from speechdistill.whisper.tokens import WINDOW_SECONDS, check_language, language_token
+from speechdistill.pseudo_label.config import PseudoLabelConfig, UttLabel
+from speechdistill.pseudo_label.stats import text_stats, token_stats
+from speechdistill.utils import PathLike
+from speechdistill.whisper.ct2.binary import is_ct2_model_dir
+from speechdistill.whisper.ct2.processor import read_processor
+from speechdistill.whisper.ct2.runtime import (
+    converted_teacher,
+    import_ctranslate2,
+    parse_device,
+    resolve_compute_type,
+)
+from speechdistill.whisper.tokens import (
+    MAX_INITIAL_TIMESTAMP_INDEX,
+    MAX_TARGET_POSITIONS,
+    SAMPLE_RATE,
+    WINDOW_SECONDS,
+    check_language,
+    is_multilingual,
+    language_token,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "CACHE_PREFIX",
-    "COMPUTE_TYPES",
-    "MIN_CTRANSLATE2",
-    "CT2Labeler",
-    "converted_teacher",
-    "resolve_compute_type",
-]
+__all__ = ["FORCED_STEPS_PER_CALL", "CT2Labeler"]
 
-#: The teacher's CTranslate2 copy lives in ``<teacher>/ct2-<compute type>/``.
-CACHE_PREFIX = "ct2-"
-#: What the cached copy was made from (checked before reuse).
-STAMP = "speechdistill_ct2.json"
-#: ``config.dtype`` values the backend accepts (CTranslate2 compute types).
-COMPUTE_TYPES = (
-    "float32",
-    "float16",
-    "bfloat16",
-    "int8",
-    "int8_float32",
-    "int8_float16",
-    "int8_bfloat16",
-    "int16",
-)
-#: Whisper's ``generate`` returns per-step logits from this version on.
-MIN_CTRANSLATE2 = (4, 6)
-#: Whisper's decoder positions, for CTranslate2 directories (no ``generation_config.json``).
-DEFAULT_MAX_LENGTH = 448
+#: Who needs ctranslate2 (named in the install message).
+BACKEND = "the ct2 pseudo-label backend"
 #: At most this many decoder steps × utterances per forced pass (bounds the logits in memory:
 #: 1024 steps of a 51865-token vocabulary are ~200 MB in float32).
 FORCED_STEPS_PER_CALL = 1024
-_INSTALL = "pip install 'speechdistill[ct2]'"
-
-
-def _import_ctranslate2():
-    try:
-        import ctranslate2
-    except ImportError as e:
-        raise MissingDependencyError(
-            f"the ct2 pseudo-label backend needs the `ctranslate2` package: {_INSTALL}"
-        ) from e
-    version = tuple(int(p) for p in ctranslate2.__version__.split(".")[:2] if p.isdigit())
-    if version < MIN_CTRANSLATE2:
-        raise MissingDependencyError(
-            f"the ct2 pseudo-label backend needs ctranslate2 >= "
-            f"{'.'.join(map(str, MIN_CTRANSLATE2))} (per-step logits of Whisper), found "
-            f"{ctranslate2.__version__}: pip install -U 'speechdistill[ct2]'"
-        )
-    return ctranslate2
-
-
-# --------------------------------------------------------------------------------------------
-# compute type, device, conversion
-
-
-def resolve_compute_type(dtype: str | None, device: str) -> str:
-    """CTranslate2 compute type of ``config.dtype``: None → float32 on CPU, float16 on CUDA."""
-    if dtype is None:
-        return "float16" if str(device).startswith("cuda") else "float32"
-    if dtype not in COMPUTE_TYPES:
-        raise ValueError(
-            f"dtype {dtype!r} is not a CTranslate2 compute type: choose one of "
-            f"{', '.join(COMPUTE_TYPES)}"
-        )
-    return dtype
-
-
-def _device(device: str) -> tuple[str, int]:
-    """``cpu``, ``cuda``, ``cuda:1`` → (CTranslate2 device, index)."""
-    kind, _, index = str(device).partition(":")
-    if kind not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r}: the ct2 backend runs on cpu or cuda[:N]")
-    return kind, int(index or 0)
-
-
-def _stamp_matches(path: Path, stamp: dict[str, Any]) -> bool:
-    try:
-        found = json.loads((path / STAMP).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return found == stamp and is_ct2_model_dir(path)
-
-
-def converted_teacher(teacher: PathLike, quantization: str) -> Path:
-    """The CTranslate2 copy of the transformers teacher dir ``teacher``, converted once.
-
-    It lives in ``<teacher>/ct2-<quantization>/`` with a stamp of the teacher's identity
-    (:func:`~speechdistill.teachers.identity.teacher_identity`) and is converted again when the teacher
-    changed. The conversion is written to a temporary dir and renamed into place, so concurrent
-    jobs never read half a model. A read-only teacher dir is converted into a temporary dir
-    (not kept).
-    """
-    src = Path(teacher)
-    target = src / f"{CACHE_PREFIX}{quantization}"
-    stamp = {"teacher": teacher_identity(src), "quantization": quantization}
-    if _stamp_matches(target, stamp):
-        return target
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=src))
-    except OSError as e:
-        out = Path(tempfile.mkdtemp(prefix="speechdistill-ct2-"))
-        log.warning("%s is not writable (%s): converting the teacher into %s", src, e, out)
-        export_ct2(src, out, quantization=quantization, force=True)
-        return out
-    try:
-        log.info("converting %s to CTranslate2 (%s) → %s", src, quantization, target)
-        export_ct2(src, tmp, quantization=quantization, force=True)
-        atomic_write_text(tmp / STAMP, json.dumps(stamp, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o777 & ~_umask())
-        if target.exists():
-            if _stamp_matches(target, stamp):  # another job finished first
-                return target
-            stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale.", dir=src))
-            os.replace(target, stale / "old")
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not _stamp_matches(target, stamp):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _check_config(config: PseudoLabelConfig) -> None:
@@ -197,16 +90,6 @@ def _check_config(config: PseudoLabelConfig) -> None:
         )
     if config.num_beams < 1:
         raise ValueError(f"num_beams must be ≥ 1, got {config.num_beams}")
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# --------------------------------------------------------------------------------------------
-# the labeler
 
 
 class CT2Labeler:
@@ -225,11 +108,11 @@ class CT2Labeler:
         config: PseudoLabelConfig,
         *,
         lang_to_id: dict[str, int] | None = None,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        max_initial_timestamp_index: int = 50,
+        max_length: int = MAX_TARGET_POSITIONS,
+        max_initial_timestamp_index: int = MAX_INITIAL_TIMESTAMP_INDEX,
     ):
         _check_config(config)
-        self.ct2 = _import_ctranslate2()
+        self.ct2 = import_ctranslate2(BACKEND)
         self.model = model
         self.tokenizer = tokenizer
         self.feature_extractor = feature_extractor
@@ -258,9 +141,9 @@ class CT2Labeler:
     @classmethod
     def from_pretrained(cls, teacher: PathLike, config: PseudoLabelConfig) -> CT2Labeler:
         """Load ``teacher`` (a transformers dir, converted once, or a CTranslate2 dir)."""
-        ct2 = _import_ctranslate2()
+        ct2 = import_ctranslate2(BACKEND)
         _check_config(config)  # before any conversion
-        device, index = _device(config.device)
+        device, index = parse_device(config.device)
         compute_type = resolve_compute_type(config.dtype, device)
         supported = ct2.get_supported_compute_types(device, index)
         if compute_type not in supported:
@@ -282,19 +165,19 @@ class CT2Labeler:
             intra_threads=threads,
         )
         if native:
-            tokenizer, feature_extractor, lang_to_id = _ct2_dir_processor(path, model.n_mels)
-            max_length, max_initial = DEFAULT_MAX_LENGTH, 50
+            tokenizer, feature_extractor, lang_to_id = read_processor(path, model.n_mels)
+            max_length, max_initial = MAX_TARGET_POSITIONS, MAX_INITIAL_TIMESTAMP_INDEX
         else:
             from transformers import GenerationConfig, WhisperProcessor
 
             processor = WhisperProcessor.from_pretrained(str(path), trust_remote_code=False)
             tokenizer, feature_extractor = processor.tokenizer, processor.feature_extractor
             gen = GenerationConfig.from_pretrained(str(path))
-            multilingual = getattr(gen, "is_multilingual", False)
+            multilingual = is_multilingual(gen)
             lang_to_id = dict(getattr(gen, "lang_to_id", None) or {}) if multilingual else {}
-            max_length = gen.max_length or DEFAULT_MAX_LENGTH
+            max_length = gen.max_length or MAX_TARGET_POSITIONS
             max_initial = getattr(gen, "max_initial_timestamp_index", None)
-            max_initial = 50 if max_initial is None else max_initial
+            max_initial = MAX_INITIAL_TIMESTAMP_INDEX if max_initial is None else max_initial
         log.info(
             "ct2 teacher %s on %s (%s compute, %d threads)",
             model_dir, config.device, model.compute_type, threads,
@@ -451,22 +334,3 @@ def _chunks(lengths: list[int], budget: int) -> list[tuple[int, int]]:
     if lengths:
         out.append((lo, len(lengths)))
     return out
-
-
-def _ct2_dir_processor(path: Path, n_mels: int) -> tuple[Any, Any, dict[str, int]]:
-    """Tokenizer, feature extractor and language tokens of a CTranslate2 Whisper directory
-    (built as :func:`speechdistill.convert.import_ct2` builds them)."""
-    from speechdistill.convert import (
-        _feature_extractor,
-        _language_ids,
-        _read_json,
-        _read_vocabulary,
-        _tokenizer,
-    )
-
-    vocab = _read_vocabulary(path)
-    lang_to_id = {}
-    if len(vocab) > 51864 and "<|translate|>" in vocab:
-        ct2_config = _read_json(path / "config.json")
-        lang_to_id = {vocab[i]: i for i in _language_ids(ct2_config, vocab)}
-    return _tokenizer(path, vocab), _feature_extractor(path, n_mels), lang_to_id

@@ -10,6 +10,16 @@ import zlib
 
 import torch
 
+__all__ = [
+    "STATS",
+    "TEXT_STATS",
+    "TOKEN_STATS",
+    "compression_ratio",
+    "max_ngram_repeat",
+    "text_stats",
+    "token_stats",
+]
+
 #: Statistics written by the pseudo-label stage, one ``utt2<name>`` file each.
 TOKEN_STATS = ("avg_logprob", "entropy_mean", "entropy_max", "min_token_prob", "num_tokens")
 TEXT_STATS = ("compression_ratio", "max_ngram_repeat", "chars_per_sec")

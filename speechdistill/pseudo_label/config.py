@@ -1,0 +1,55 @@
+"""Settings of the pseudo-label stage and the label of one utterance."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from speechdistill.whisper.tokens import WINDOW_SECONDS
+
+__all__ = ["WORK_DIR", "PseudoLabelConfig", "UttLabel"]
+
+#: The stage's resumable work (plan and per-shard results) inside the output dir.
+WORK_DIR = ".pseudo_label"
+
+
+@dataclass
+class PseudoLabelConfig:
+    """Settings of the stage. All but ``device`` decide the output, and are checked on resume."""
+
+    batch_size: int = 16
+    num_beams: int = 1
+    language: str | None = None
+    task: str = "transcribe"
+    return_timestamps: bool = False
+    max_new_tokens: int | None = None
+    dtype: str | None = None
+    backend: str = "hf"
+    #: Encoder input in seconds: 30 = Whisper's window (exact). Shorter windows (used only when
+    #: every clip of the batch is at least 2 s shorter) are faster but change the labels.
+    encoder_window: float = WINDOW_SECONDS
+    cache_encoder: bool = False
+    rskd_k: int = 0
+    rskd_temperature: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+
+    def identity(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("device")
+        return d
+
+
+@dataclass
+class UttLabel:
+    """The teacher's label of one utterance and what came with it."""
+
+    utt: str
+    text: str
+    stats: dict[str, float]
+    tokens: list[int] = field(default_factory=list)
+    text_ts: str | None = None
+    encoder: torch.Tensor | None = None
+    rskd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
