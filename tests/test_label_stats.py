@@ -8,12 +8,8 @@ import zlib
 import pytest
 import torch
 
-from speechdistill.pseudo_label.stats import (
-    compression_ratio,
-    max_ngram_repeat,
-    text_stats,
-    token_stats,
-)
+from speechdistill.pseudo_label.stats import token_stats
+from speechdistill.whisper.heuristics import compression_ratio, max_ngram_repeat, text_stats
 
 
 def test_token_stats_of_known_distributions():

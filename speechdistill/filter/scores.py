@@ -6,7 +6,7 @@ statistic, unreadable audio, no reference), which fails every threshold and rank
 written as ``utt2score_<name>``.
 
 The hallucination heuristics read the pseudo_label stage's statistics, or compute them from
-``text.teacher`` with :mod:`speechdistill.pseudo_label.stats` (as that stage does) when the file is
+``text.teacher`` with :mod:`speechdistill.whisper.heuristics` (as that stage does) when the file is
 missing.
 
 The agreement scores compare the label with another transcript of the same audio (both
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from speechdistill.filter.context import ScoreContext
-from speechdistill.pseudo_label.stats import compression_ratio, max_ngram_repeat
+from speechdistill.whisper.heuristics import compression_ratio, max_ngram_repeat
 
 __all__ = [
     "SCORES",

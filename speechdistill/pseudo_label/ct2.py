@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from speechdistill.pseudo_label.config import PseudoLabelConfig, UttLabel
-from speechdistill.pseudo_label.stats import text_stats, token_stats
+from speechdistill.pseudo_label.stats import token_stats
 from speechdistill.utils import PathLike
 from speechdistill.whisper.ct2.binary import is_ct2_model_dir
 from speechdistill.whisper.ct2.processor import read_processor
@@ -61,6 +61,7 @@ from speechdistill.whisper.ct2.runtime import (
     parse_device,
     resolve_compute_type,
 )
+from speechdistill.whisper.heuristics import text_stats
 from speechdistill.whisper.tokens import (
     MAX_INITIAL_TIMESTAMP_INDEX,
     MAX_TARGET_POSITIONS,

@@ -22,8 +22,9 @@ import torch
 
 from speechdistill.cache import rskd_sample, utt_generator
 from speechdistill.pseudo_label.config import PseudoLabelConfig, UttLabel
-from speechdistill.pseudo_label.stats import text_stats, token_stats
+from speechdistill.pseudo_label.stats import token_stats
 from speechdistill.utils import PathLike
+from speechdistill.whisper.heuristics import text_stats
 from speechdistill.whisper.tokens import (
     MAX_TARGET_POSITIONS,
     SAMPLE_RATE,
