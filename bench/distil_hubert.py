@@ -83,8 +83,8 @@ def finetune(args, root: Path, student: Path, out: Path, scratch: bool) -> dict:
 
 
 def test_scores(model: Path, data: Path) -> dict:
-    from speechdistill.ctc import CTCDecodeConfig, decode_ctc_data_dir
     from speechdistill.datadir import read_kv
+    from speechdistill.decode import CTCDecodeConfig, decode_ctc_data_dir
     from speechdistill.scoring import score
 
     out = model / f"decode_{data.name}"
@@ -97,9 +97,9 @@ def test_scores(model: Path, data: Path) -> dict:
 def speed(teacher_dir: Path, student_dir: Path, data: Path, n: int) -> dict:
     """Median seconds per clip (batch 1) of the teacher encoder and the student encoder."""
     from speechdistill.audio import AudioReader
+    from speechdistill.batching import pad_waveforms
     from speechdistill.teachers.hubert import load_ssl_teacher
     from speechdistill.train.hubert_student import load_hubert_student
-    from speechdistill.train.waveform import pad_waveforms
 
     teacher = load_ssl_teacher(teacher_dir)
     student, fe, _ = load_hubert_student(student_dir)

@@ -1,4 +1,5 @@
-"""Length-sorted batching of a data dir's utterances, with audio read ahead in a thread."""
+"""Length-sorted batching of a data dir's utterances, with audio read ahead in a thread, and the
+padding of a batch of waveforms into tensors (for inference and training alike)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from speechdistill.audio import AudioError, AudioReader
+from speechdistill.audio import SAMPLE_RATE, AudioError, AudioReader
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +74,21 @@ def iter_audio_batches(
             future = pool.submit(_read_batch, reader, nxt, skip_bad)
             yield current
         yield future.result()
+
+
+def pad_waveforms(audios: Sequence[np.ndarray], feature_extractor) -> dict[str, torch.Tensor]:
+    """``input_values`` (B, N) as the feature extractor prepares them (normalised per utterance
+    when it normalises), ``attention_mask`` (B, N) and ``num_samples`` (B,)."""
+    feats = feature_extractor(
+        list(audios),
+        sampling_rate=SAMPLE_RATE,
+        return_tensors="pt",
+        padding=True,
+        return_attention_mask=True,
+    )
+    mask = feats.attention_mask.long()
+    return {
+        "input_values": feats.input_values.float(),
+        "attention_mask": mask,
+        "num_samples": mask.sum(-1),
+    }

@@ -1,8 +1,10 @@
-"""Decode a data dir with a Whisper model: batched greedy or beam search, length-sorted.
+"""Stage 8, decode: transcribe a data dir with a Whisper model (``speechdistill decode``: batched
+greedy or beam search) or a CTC model (``speechdistill ctc-decode``: greedy), length-sorted.
 
 Writes ``text`` (Kaldi format), ``utt2decode_time`` (seconds of wall time attributed to each
 utterance: its batch's time split evenly), ``decode.json`` (speed summary: RTFx, utterances/s)
-and ``bad_utts`` when ``skip_bad`` dropped unreadable audio.
+and ``bad_utts`` when ``skip_bad`` dropped unreadable audio. The transcribers are
+:mod:`speechdistill.inference`'s; ``merge_decode_dirs`` joins the outputs of parallel jobs.
 """
 
 from __future__ import annotations
@@ -15,48 +17,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from speechdistill.audio import SAMPLE_RATE, AudioError, AudioReader
+from speechdistill.audio import AudioError, AudioReader
 from speechdistill.batching import iter_audio_batches, length_sorted_batches
 from speechdistill.datadir import read_kv, write_kv
 from speechdistill.datadir.ops import merge_split
+from speechdistill.inference import Transcriber
+from speechdistill.inference.ctc import CTCTranscriber
+from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber
 from speechdistill.utils import PathLike, atomic_write_text
-from speechdistill.whisper.tokens import WINDOW_SECONDS, check_language, is_multilingual
 
 log = logging.getLogger(__name__)
 
-#: Whisper's fixed input window, in seconds.
-
 
 @dataclass
-class DecodeConfig:
-    """Decoding options (the CLI's flags)."""
+class CTCDecodeConfig:
+    """Options of ``speechdistill ctc-decode``."""
 
     batch_size: int = 16
-    num_beams: int = 1
-    language: str | None = None
-    task: str = "transcribe"
-    max_new_tokens: int | None = None
-    return_timestamps: bool = False
     device: str = "cpu"
-    dtype: str | None = None
     skip_bad: bool = False
-    #: Whisper's temperature fallback: an output whose token compression ratio exceeds 1.35 (a
-    #: repetition loop) or whose mean log-probability is below -1 is decoded again at
-    #: temperature 0.2, 0.4, … 1.0 (sampling, seeded per batch).
-    temperature_fallback: bool = False
-
-
-#: Whisper's fallback schedule and thresholds (the paper's; the ratio is transformers' token one)
-FALLBACK = {
-    "temperature": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
-    "compression_ratio_threshold": 1.35,
-    "logprob_threshold": -1.0,
-}
-FALLBACK_SEED = 0
 
 
 @dataclass
@@ -85,74 +66,6 @@ class DecodeSummary:
         return d
 
 
-class WhisperTranscriber:
-    """A Whisper model and processor that turn 16 kHz waveforms into token ids and text."""
-
-    def __init__(self, model, processor, config: DecodeConfig):
-        self.model = model.eval()
-        self.processor = processor
-        self.config = config
-        self.multilingual = is_multilingual(model.generation_config)
-        check_language(config.language, self.multilingual)
-
-    @classmethod
-    def from_pretrained(cls, model_dir: PathLike, config: DecodeConfig) -> WhisperTranscriber:
-        from speechdistill.teachers.whisper import load_teacher
-
-        model, processor = load_teacher(str(model_dir), device=config.device, dtype=config.dtype)
-        return cls(model, processor, config)
-
-    def features(self, audios: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        """Log-mel features, padded to Whisper's 30 s window (or to the longest, for long-form)."""
-        fe = self.processor.feature_extractor
-        longest = max(len(a) for a in audios) / SAMPLE_RATE
-        if longest <= WINDOW_SECONDS:
-            feats = fe(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        else:
-            feats = fe(
-                audios,
-                sampling_rate=SAMPLE_RATE,
-                return_tensors="pt",
-                truncation=False,
-                padding="longest",
-                return_attention_mask=True,
-            )
-        out = {"input_features": feats.input_features.to(self.model.device, self.model.dtype)}
-        if longest > WINDOW_SECONDS:
-            out["attention_mask"] = feats.attention_mask.to(self.model.device)
-        return out
-
-    def generate_kwargs(self, long_form: bool) -> dict:
-        cfg = self.config
-        kwargs: dict = {"num_beams": cfg.num_beams, "do_sample": False}
-        if cfg.max_new_tokens is not None:
-            kwargs["max_new_tokens"] = cfg.max_new_tokens
-        if self.multilingual:
-            kwargs["task"] = cfg.task
-            if cfg.language is not None:
-                kwargs["language"] = cfg.language
-        kwargs["return_timestamps"] = cfg.return_timestamps or long_form
-        if cfg.temperature_fallback:
-            del kwargs["do_sample"]  # generate samples at each temperature above 0
-            kwargs.update(FALLBACK)
-        return kwargs
-
-    @torch.inference_mode()
-    def generate(self, audios: list[np.ndarray]) -> torch.Tensor:
-        """Token ids (prompt removed) for a batch of waveforms."""
-        inputs = self.features(audios)
-        long_form = "attention_mask" in inputs
-        if self.config.temperature_fallback:
-            torch.manual_seed(FALLBACK_SEED)  # the same batch gives the same output
-        out = self.model.generate(**inputs, **self.generate_kwargs(long_form))
-        return out if isinstance(out, torch.Tensor) else out["sequences"]
-
-    def transcribe(self, audios: list[np.ndarray]) -> list[str]:
-        ids = self.generate(audios)
-        texts = self.processor.batch_decode(ids, skip_special_tokens=True)
-        return [" ".join(t.split()) for t in texts]
-
-
 def _durations(reader: AudioReader, bad: dict[str, str], *, skip_bad: bool) -> dict[str, float]:
     """Duration of every readable utterance; unreadable ones go to ``bad`` (with ``skip_bad``)."""
     durations: dict[str, float] = {}
@@ -175,7 +88,7 @@ def decode_data_dir(
     *,
     transcriber: WhisperTranscriber | None = None,
 ) -> DecodeSummary:
-    """Decode every utterance of ``data_dir`` into ``out_dir/text`` (see the module docstring)."""
+    """Whisper decoding of ``data_dir`` into ``out_dir/text`` (see the module docstring)."""
     config = config or DecodeConfig()
     return transcribe_data_dir(
         lambda: transcriber or WhisperTranscriber.from_pretrained(model_dir, config),
@@ -188,8 +101,30 @@ def decode_data_dir(
     )
 
 
+def decode_ctc_data_dir(
+    model_dir: PathLike,
+    data_dir: PathLike,
+    out_dir: PathLike,
+    config: CTCDecodeConfig | None = None,
+    *,
+    transcriber: CTCTranscriber | None = None,
+) -> DecodeSummary:
+    """Greedy CTC decoding of ``data_dir`` into ``out_dir/text`` (see the module docstring)."""
+    config = config or CTCDecodeConfig()
+    return transcribe_data_dir(
+        lambda: transcriber or CTCTranscriber.from_pretrained(model_dir, device=config.device),
+        model_dir,
+        data_dir,
+        out_dir,
+        batch_size=config.batch_size,
+        skip_bad=config.skip_bad,
+        config={**asdict(config), "decoding": "ctc_greedy"},
+        desc="ctc-decode",
+    )
+
+
 def transcribe_data_dir(
-    load: Callable[[], Any],
+    load: Callable[[], Transcriber],
     model_dir: PathLike,
     data_dir: PathLike,
     out_dir: PathLike,
@@ -199,8 +134,7 @@ def transcribe_data_dir(
     config: dict[str, Any],
     desc: str = "decode",
 ) -> DecodeSummary:
-    """The decoding loop of every model type: ``load()`` gives an object whose
-    ``transcribe(audios)`` maps a batch of 16 kHz waveforms to texts; utterances go in
+    """The decoding loop of every model type: ``load()`` gives the transcriber; utterances go in
     length-sorted batches and the outputs of the module docstring are written to ``out_dir``."""
     out_dir = Path(out_dir)
     reader = AudioReader(data_dir)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from speechdistill.audio import SAMPLE_RATE, AudioReader
+from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber
 from speechdistill.utils import PathLike, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,11 @@ def param_counts(model) -> dict[str, int]:
     return {"total": total, "encoder": enc, "decoder": total - enc}
 
 
-def _features(processor, audios, model) -> torch.Tensor:
-    feats = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt")
-    return feats.input_features.to(model.device, model.dtype)
-
-
 @torch.inference_mode()
-def _decode(model, processor, audios, **kwargs) -> tuple[list[list[int]], float]:
+def _decode(transcriber: WhisperTranscriber, audios, **kwargs) -> tuple[list[list[int]], float]:
+    """Token ids and the wall time of features + ``generate`` (``kwargs``: e.g. the assistant)."""
     t0 = time.perf_counter()
-    ids = model.generate(_features(processor, audios, model), **kwargs)
+    ids = transcriber.generate(audios, **kwargs)
     elapsed = time.perf_counter() - t0
     return ids.tolist(), elapsed
 
@@ -76,32 +73,32 @@ def measure_speed(
     """Greedy decoding of the first ``max_utts`` utterances of ``data_dir`` (C order), at batch 1
     and at ``batch_size``; with ``assistant`` also speculative decoding at batch 1, checking that
     its transcripts equal the plain greedy ones."""
-    from speechdistill.teachers.whisper import load_teacher
-
-    model, processor = load_teacher(str(model_dir), device=device)
+    # greedy, each utterance cut to the 30 s window
+    config = DecodeConfig(device=device)
+    transcriber = WhisperTranscriber.from_pretrained(model_dir, config, long_form=False)
     reader = AudioReader(data_dir)
     utts = reader.utt_ids[:max_utts]
     audios = [reader(u) for u in utts]
     audio_seconds = sum(len(a) for a in audios) / SAMPLE_RATE
     for a in audios[:warmup]:
-        _decode(model, processor, [a])
+        _decode(transcriber, [a])
 
     plain: list[list[int]] = []
     times: list[float] = []
     for a in audios:
-        ids, t = _decode(model, processor, [a])
+        ids, t = _decode(transcriber, [a])
         plain.append(ids[0])
         times.append(t)
     wall = 0.0
     for i in range(0, len(audios), batch_size):
-        wall += _decode(model, processor, audios[i : i + batch_size])[1]
+        wall += _decode(transcriber, audios[i : i + batch_size])[1]
 
     report = SpeedReport(
         model=str(model_dir),
         data=str(data_dir),
         device=device,
         threads=torch.get_num_threads(),
-        params=param_counts(model),
+        params=param_counts(transcriber.model),
         num_utts=len(utts),
         audio_seconds=round(audio_seconds, 3),
         latency_b1=round(statistics.mean(times), 4),
@@ -110,14 +107,15 @@ def measure_speed(
         rtfx=round(audio_seconds / wall, 3),
     )
     if assistant is not None:
-        report.speculative = _speculative(model, processor, audios, plain, times, assistant)
+        report.speculative = _speculative(transcriber, audios, plain, times, assistant)
     return report
 
 
-def _speculative(model, processor, audios, plain, plain_times, assistant_dir) -> dict[str, Any]:
+def _speculative(transcriber, audios, plain, plain_times, assistant_dir) -> dict[str, Any]:
     from transformers import WhisperForCausalLM
     from transformers.utils import logging as hf_logging
 
+    model = transcriber.model
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the student's encoder weights are (rightly) unused
     try:
@@ -127,10 +125,10 @@ def _speculative(model, processor, audios, plain, plain_times, assistant_dir) ->
     finally:
         hf_logging.set_verbosity(level)
     helper.eval()
-    _decode(model, processor, audios[:1], assistant_model=helper)  # warm-up
+    _decode(transcriber, audios[:1], assistant_model=helper)  # warm-up
     same, times = 0, []
     for a, ref in zip(audios, plain, strict=True):
-        ids, t = _decode(model, processor, [a], assistant_model=helper)
+        ids, t = _decode(transcriber, [a], assistant_model=helper)
         times.append(t)
         same += _strip(ids[0], model) == _strip(ref, model)
     return {

@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 from test_hubert_student import tiny_ssl_teacher
 
-from speechdistill.ctc import CTCTranscriber, build_vocab, make_processor
 from speechdistill.datadir import read_kv
 from speechdistill.datadir.ops import subset
+from speechdistill.inference.ctc import CTCTranscriber, build_vocab, make_processor
 from speechdistill.train.ctc_finetune import CTCTrainConfig, ctc_finetune
 
 

@@ -13,7 +13,8 @@ from speechdistill.batching import length_sorted_batches
 from speechdistill.cli import main
 from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import split, subset
-from speechdistill.decode import DecodeConfig, WhisperTranscriber, decode_data_dir
+from speechdistill.decode import decode_data_dir
+from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber
 from speechdistill.scoring import score
 
 

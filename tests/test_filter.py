@@ -580,9 +580,10 @@ def test_ctc_proxy_batches_like_single_utterances_and_is_cached(tmp_path, monkey
     import soundfile as sf
 
     from speechdistill.filter import models
+    from speechdistill.inference import detect_model_kind, load_transcriber
 
     model_dir = _tiny_ctc(tmp_path / "ctc")
-    assert models.detect_model_kind(model_dir) == "ctc"
+    assert detect_model_kind(model_dir) == "ctc"
     rng = np.random.default_rng(0)
     labels, wavs = {}, {}
     for i, n in enumerate((8000, 12000, 16000)):
@@ -592,7 +593,7 @@ def test_ctc_proxy_batches_like_single_utterances_and_is_cached(tmp_path, monkey
         labels[utt], wavs[utt] = "abc", str(wav)
     path = write_pl_dir(tmp_path / "d", labels, durations={"s-0": 0.5, "s-1": 0.75, "s-2": 1.0})
     write_kv(path / "wav.scp", wavs)
-    ctc = models.CTCTranscriber(model_dir)
+    ctc = load_transcriber(model_dir).transcribe
     from speechdistill.audio import AudioReader
 
     reader = AudioReader(path)
@@ -608,7 +609,7 @@ def test_ctc_proxy_batches_like_single_utterances_and_is_cached(tmp_path, monkey
     expected = agreement(proxy, labels)
     assert first.scores["proxy_wer"] == {u: -w for u, w in expected.wer.items()}
     # a rerun reads the cache and never loads the model
-    monkeypatch.setattr(models, "load_transcriber", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(models, "shared_transcriber", lambda *a, **k: pytest.fail("decoded again"))
     second = filter_data_dir(cfg)
     assert second.scores == first.scores
 
@@ -670,7 +671,7 @@ def teacher_labelled(tmp_path_factory, mini_corpus, tiny_en_teacher):
     """Four mini_en utterances with tiny.en's labels (text.teacher), as pseudo_label makes them."""
     from speechdistill.audio import AudioReader
     from speechdistill.datadir.ops import subset
-    from speechdistill.decode import DecodeConfig, WhisperTranscriber
+    from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber
 
     d = tmp_path_factory.mktemp("pl") / "pl"
     subset(mini_corpus / "dev", d, first=4)
@@ -725,7 +726,8 @@ def test_ct2_proxy_agrees_with_the_imported_teacher(tmp_path, teacher_labelled):
 
 
 def test_model_kind_detection_and_missing_ctranslate2(tmp_path, monkeypatch):
-    from speechdistill.filter.models import CT2Transcriber, detect_model_kind
+    from speechdistill.inference import detect_model_kind
+    from speechdistill.inference.ct2 import CT2Transcriber
 
     with pytest.raises(ValueError, match="not found"):
         detect_model_kind(tmp_path / "nope")

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from speechdistill.ctc import CTCDecodeConfig, decode_ctc_data_dir
+    from speechdistill.decode import CTCDecodeConfig, decode_ctc_data_dir
 
     config = CTCDecodeConfig(batch_size=args.batch_size, device=args.device, skip_bad=args.skip_bad)
     decode_ctc_data_dir(args.model, args.data, args.out, config)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from speechdistill.decode import DecodeConfig, decode_data_dir, merge_decode_dirs
+from speechdistill.decode import decode_data_dir, merge_decode_dirs
+from speechdistill.inference.whisper import DecodeConfig
 
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:

@@ -1,10 +1,8 @@
 """The models behind the model-based scores: proxy ASR (Whisper, CTC, CTranslate2), the teacher on
 perturbed audio, and a causal LM. Transcripts are cached in the score cache dir.
 
-- A proxy directory is recognised by its files: ``model.bin`` → CTranslate2 Whisper (needs the
-  optional ``ctranslate2``); ``config.json`` with ``model_type == "whisper"`` → transformers
-  Whisper (decoded with :class:`~speechdistill.decode.WhisperTranscriber`); an architecture ending
-  in ``ForCTC`` → transformers CTC model, greedy (best path) decoding.
+- Proxy and teacher are any model directory :func:`speechdistill.inference.load_transcriber`
+  recognises (transformers or CTranslate2 Whisper, a CTC encoder), loaded once per context.
 - Perturbations: ``noise:SNR`` adds white Gaussian noise at SNR dB (relative to the utterance's
   mean power; seeded per utterance, so batching does not change it); ``speed:F`` plays the audio F
   times faster (resampled with soxr, pitch changes as with Kaldi/sox speed perturbation).
@@ -30,6 +28,7 @@ import numpy as np
 from speechdistill.audio import SAMPLE_RATE, AudioReader
 from speechdistill.batching import iter_audio_batches, length_sorted_batches
 from speechdistill.datadir import read_kv, write_kv
+from speechdistill.inference import Transcriber, load_transcriber
 from speechdistill.utils import PathLike, atomic_write_text
 
 if TYPE_CHECKING:
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Transcribe = Callable[[list[np.ndarray]], list[str]]
 #: Batches between two writes of a transcript cache.
 SAVE_EVERY = 50
 
@@ -82,147 +80,19 @@ def perturb(audio: np.ndarray, spec: str, *, utt: str, seed: int = 0) -> np.ndar
 # transcribers
 
 
-def detect_model_kind(model_dir: PathLike) -> str:
-    """``"ct2"``, ``"whisper"`` or ``"ctc"`` for a model directory; a clear error otherwise."""
-    path = Path(model_dir)
-    if not path.is_dir():
-        raise ValueError(f"{path}: proxy model directory not found")
-    if (path / "model.bin").is_file():
-        return "ct2"
-    cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise ValueError(f"{path}: no config.json or model.bin (not a model directory)")
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if cfg.get("model_type") == "whisper":
-        return "whisper"
-    if any(str(a).endswith("ForCTC") for a in cfg.get("architectures") or []):
-        return "ctc"
-    raise ValueError(
-        f"{path}: not a Whisper, CTC or CTranslate2 model (model_type={cfg.get('model_type')!r}, "
-        f"architectures={cfg.get('architectures')})"
-    )
-
-
-class CTCTranscriber:
-    """Greedy (best-path) decoding with a transformers CTC model (wav2vec 2.0, HuBERT, …)."""
-
-    def __init__(self, model_dir: PathLike, device: str = "cpu"):
-        from transformers import AutoModelForCTC, AutoProcessor
-
-        self.processor = AutoProcessor.from_pretrained(str(model_dir), trust_remote_code=False)
-        self.model = AutoModelForCTC.from_pretrained(
-            str(model_dir), use_safetensors=True, trust_remote_code=False
-        )
-        self.model.to(device).eval()
-        self.device = device
-
-    def __call__(self, audios: list[np.ndarray]) -> list[str]:
-        import torch
-
-        inputs = self.processor(
-            audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True
-        )
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        with torch.inference_mode():
-            logits = self.model(**inputs).logits
-        ids = logits.argmax(-1)
-        lengths = torch.tensor([len(a) for a in audios])
-        if hasattr(self.model, "_get_feat_extract_output_lengths"):
-            frames = self.model._get_feat_extract_output_lengths(lengths).tolist()
-        else:
-            frames = [ids.shape[1]] * len(audios)
-        seqs = [ids[i, : int(n)].tolist() for i, n in enumerate(frames)]
-        texts = self.processor.batch_decode(seqs)
-        return [" ".join(t.split()) for t in texts]
-
-
-class CT2Transcriber:
-    """Greedy decoding with a CTranslate2 Whisper model (``ctranslate2.models.Whisper``)."""
-
-    def __init__(
-        self,
-        model_dir: PathLike,
-        device: str = "cpu",
-        language: str | None = None,
-        max_new_tokens: int | None = None,
-    ):
-        try:
-            import ctranslate2
-        except ImportError:
-            raise RuntimeError(
-                f"{model_dir} is a CTranslate2 model, which needs ctranslate2: "
-                "pip install 'speechdistill[ct2]'"
-            ) from None
-        from tokenizers import Tokenizer
-        from transformers import WhisperFeatureExtractor
-
-        path = Path(model_dir)
-        self._ct2 = ctranslate2
-        self.max_length = 448 if max_new_tokens is None else max_new_tokens
-        self.model = ctranslate2.models.Whisper(str(path), device=device, compute_type="default")
-        if (path / "preprocessor_config.json").is_file():
-            self.features = WhisperFeatureExtractor.from_pretrained(str(path))
-        else:
-            self.features = WhisperFeatureExtractor(feature_size=self.model.n_mels)
-        if not (path / "tokenizer.json").is_file():
-            raise ValueError(f"{path}: no tokenizer.json beside the CTranslate2 model")
-        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        prompt = ["<|startoftranscript|>"]
-        if self.model.is_multilingual:
-            if language is None:
-                raise ValueError(
-                    f"{path} is multilingual: give the proxy's language (--proxy-language)"
-                )
-            prompt += [f"<|{language}|>", "<|transcribe|>"]
-        prompt.append("<|notimestamps|>")
-        self.prompt = [self.tokenizer.token_to_id(t) for t in prompt]
-        if None in self.prompt:
-            raise ValueError(f"{path}: the tokenizer lacks one of {prompt}")
-
-    def __call__(self, audios: list[np.ndarray]) -> list[str]:
-        feats = self.features(audios, sampling_rate=SAMPLE_RATE, return_tensors="np")
-        storage = self._ct2.StorageView.from_array(
-            np.ascontiguousarray(feats.input_features, dtype=np.float32)
-        )
-        results = self.model.generate(
-            storage, [self.prompt] * len(audios), beam_size=1, max_length=self.max_length
-        )
-        texts = [
-            self.tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True) for r in results
-        ]
-        return [" ".join(t.split()) for t in texts]
-
-
-def whisper_transcriber(model_dir: PathLike, ctx: ScoreContext, language: str | None) -> Transcribe:
-    from speechdistill.decode import DecodeConfig, WhisperTranscriber
-
-    opts = ctx.options
-    config = DecodeConfig(
-        batch_size=opts.batch_size,
-        language=language,
-        max_new_tokens=opts.max_new_tokens,
-        device=opts.device,
-        dtype=opts.dtype,
-    )
-    return WhisperTranscriber.from_pretrained(model_dir, config).transcribe
-
-
-def load_transcriber(model_dir: PathLike, ctx: ScoreContext, language: str | None) -> Transcribe:
-    """A ``waveforms -> texts`` function for any supported model directory (loaded once per ctx)."""
+def shared_transcriber(model_dir: PathLike, ctx: ScoreContext, language: str | None) -> Transcriber:
+    """The transcriber of a model directory with ``ctx``'s options, loaded once per ``ctx``."""
     key = f"transcriber:{Path(model_dir).resolve()}:{language}"
     if key not in ctx.memo:
-        ctx.memo[key] = _load_transcriber(model_dir, ctx, language)
+        opts = ctx.options
+        ctx.memo[key] = load_transcriber(
+            model_dir,
+            device=opts.device,
+            dtype=opts.dtype,
+            language=language,
+            max_new_tokens=opts.max_new_tokens,
+        )
     return ctx.memo[key]
-
-
-def _load_transcriber(model_dir: PathLike, ctx: ScoreContext, language: str | None) -> Transcribe:
-    kind = detect_model_kind(model_dir)
-    log.info("loading %s model %s", kind, model_dir)
-    if kind == "ct2":
-        return CT2Transcriber(model_dir, ctx.options.device, language, ctx.options.max_new_tokens)
-    if kind == "ctc":
-        return CTCTranscriber(model_dir, ctx.options.device)
-    return whisper_transcriber(model_dir, ctx, language)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,7 +115,7 @@ def cached_transcripts(
     ctx: ScoreContext,
     tag: str,
     identity: dict[str, Any],
-    make: Callable[[], Transcribe],
+    make: Callable[[], Transcriber],
     *,
     audio_fn: Callable[[np.ndarray, str], np.ndarray] | None = None,
 ) -> dict[str, str]:
@@ -272,7 +142,7 @@ def cached_transcripts(
     batches = length_sorted_batches(
         {u: durations.get(u, 0.0) for u in todo}, ctx.options.batch_size
     )
-    transcribe = make()
+    transcriber = make()
     from tqdm.auto import tqdm
 
     def save() -> None:
@@ -292,7 +162,7 @@ def cached_transcripts(
         audios = batch.audios
         if audio_fn is not None:
             audios = [audio_fn(a, u) for a, u in zip(audios, batch.utt_ids, strict=True)]
-        for utt, text in zip(batch.utt_ids, transcribe(audios), strict=True):
+        for utt, text in zip(batch.utt_ids, transcriber.transcribe(audios), strict=True):
             done[utt] = text
         bar.update(len(batch.utt_ids))
     bar.close()
@@ -313,7 +183,7 @@ def proxy_transcripts(ctx: ScoreContext) -> dict[str, str]:
         "max_new_tokens": opts.max_new_tokens,
     }
     return cached_transcripts(
-        ctx, "proxy", identity, lambda: load_transcriber(opts.proxy, ctx, language)
+        ctx, "proxy", identity, lambda: shared_transcriber(opts.proxy, ctx, language)
     )
 
 
@@ -334,7 +204,7 @@ def perturbed_transcripts(ctx: ScoreContext, spec: str) -> dict[str, str]:
         ctx,
         tag,
         identity,
-        lambda: load_transcriber(opts.teacher, ctx, opts.language),
+        lambda: shared_transcriber(opts.teacher, ctx, opts.language),
         audio_fn=lambda a, u: perturb(a, spec, utt=u, seed=opts.seed),
     )
 

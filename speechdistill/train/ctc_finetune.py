@@ -4,11 +4,11 @@ model) for character-level ASR, on accelerate.
 The character vocabulary is built from the training transcripts after normalisation
 (``normalizer``, by default Whisper's English normaliser, so the model writes what scoring
 compares); spaces become the word delimiter ``|`` and ``<pad>`` is the CTC blank
-(:mod:`speechdistill.ctc`). The model is ``HubertForCTC`` (``WavLMForCTC``, ``Wav2Vec2ForCTC``)
-on the encoder's weights with a new output layer, or, with ``from_scratch``, the same
-architecture randomly initialised (the baseline that tells whether distillation transferred
-anything). Same conventions as the other trainers (:mod:`speechdistill.train.common`): YAML
-config + overrides, greedy dev decoding every ``eval_steps`` with the best dev checkpoint kept
+(:mod:`speechdistill.inference.ctc`). The model is ``HubertForCTC`` (``WavLMForCTC``,
+``Wav2Vec2ForCTC``) on the encoder's weights with a new output layer, or, with ``from_scratch``,
+the same architecture randomly initialised (the baseline that tells whether distillation
+transferred anything). Same conventions as the other trainers (:mod:`speechdistill.train.common`):
+YAML config + overrides, greedy dev decoding every ``eval_steps`` with the best dev checkpoint kept
 (CER or WER), exact resume, ``train_log.csv``, TensorBoard, ``curves.png``. The output directory
 is a transformers model with its processor (``vocab.json``, tokenizer and feature extractor).
 """
@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
-from speechdistill.ctc import CTCTranscriber, build_vocab, ctc_class, make_processor
+from speechdistill.batching import pad_waveforms
 from speechdistill.datadir import DataDir
+from speechdistill.inference.ctc import CTCTranscriber, build_vocab, ctc_class, make_processor
 from speechdistill.train.common import (
     AcceleratedTrainer,
     MetricState,
@@ -35,7 +36,7 @@ from speechdistill.train.common import (
 )
 from speechdistill.train.config import BaseTrainConfig
 from speechdistill.train.losses import IGNORE_INDEX
-from speechdistill.train.waveform import WaveformDataset, length_batches, pad_waveforms
+from speechdistill.train.waveform import WaveformDataset, length_batches
 from speechdistill.utils import PathLike, atomic_write_text
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from speechdistill.batching import pad_waveforms
 from speechdistill.teachers.hubert import (
     WHISPER_FRAMES,
     Teacher,
@@ -51,7 +52,7 @@ from speechdistill.train.hubert_student import (
     load_hubert_student,
 )
 from speechdistill.train.losses import layerwise_distill_loss
-from speechdistill.train.waveform import WaveformDataset, length_batches, pad_waveforms
+from speechdistill.train.waveform import WaveformDataset, length_batches
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
-from speechdistill.audio import SAMPLE_RATE, AudioReader
+from speechdistill.audio import AudioReader
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -66,24 +64,6 @@ class WaveformDataset(torch.utils.data.Dataset):
 
     def duration(self, utt: str) -> float:
         return self.reader.duration(utt)
-
-
-def pad_waveforms(audios: Sequence[np.ndarray], feature_extractor) -> dict[str, torch.Tensor]:
-    """``input_values`` (B, N) as the feature extractor prepares them (normalised per utterance
-    when it normalises), ``attention_mask`` (B, N) and ``num_samples`` (B,)."""
-    feats = feature_extractor(
-        list(audios),
-        sampling_rate=SAMPLE_RATE,
-        return_tensors="pt",
-        padding=True,
-        return_attention_mask=True,
-    )
-    mask = feats.attention_mask.long()
-    return {
-        "input_values": feats.input_values.float(),
-        "attention_mask": mask,
-        "num_samples": mask.sum(-1),
-    }
 
 
 def length_batches(dataset: WaveformDataset, batch_size: int) -> list[list[int]]:

@@ -39,6 +39,7 @@ import torch
 
 from speechdistill.datadir import DataDir
 from speechdistill.datadir.core import write_kv
+from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber, whisper_features
 from speechdistill.train import common
 from speechdistill.train.common import (  # noqa: F401  (re-exported)
     CHECKPOINTS,
@@ -132,7 +133,8 @@ def _freeze(student, config: TrainConfig) -> None:
 
 
 class DevEvaluator:
-    """Greedy decoding of the dev set and its WER. With a frozen encoder its states are
+    """Greedy decoding of the dev set (:class:`~speechdistill.inference.whisper.WhisperTranscriber`,
+    each utterance cut to the 30 s window) and its WER. With a frozen encoder its states are
     computed once and reused at every evaluation (only the decoder changes). With
     ``eval_temperature_fallback`` the dev set is decoded as ``decode --temperature-fallback``
     does, so that the checkpoint is chosen with the decoding used at test."""
@@ -156,52 +158,42 @@ class DevEvaluator:
         self.states: dict[str, torch.Tensor] | None = None
         if encoder is not None and not config.eval_temperature_fallback:  # fallback: features
             self.states = {}
+            p = next(encoder.parameters())
             for i in range(0, len(utts), config.eval_batch_size):
                 chunk = utts[i : i + config.eval_batch_size]
-                feats = self._features(chunk, encoder)
+                audios = [reader(u) for u in chunk]
+                feats = whisper_features(processor.feature_extractor, audios, long_form=False)
                 with torch.inference_mode():
-                    out = encoder(feats).last_hidden_state
+                    out = encoder(feats["input_features"].to(p.device, p.dtype)).last_hidden_state
                 self.states.update(zip(chunk, out, strict=True))
 
-    def _features(self, utts: list[str], model) -> torch.Tensor:
-        audios = [self.reader(u) for u in utts]
-        feats = self.processor.feature_extractor(audios, sampling_rate=16000, return_tensors="pt")
-        p = next(model.parameters())
-        return feats.input_features.to(p.device, p.dtype)
-
-    def _fallback(self, model):
-        from speechdistill.decode import DecodeConfig, WhisperTranscriber
-
+    def transcriber(self, model) -> WhisperTranscriber:
+        """``model``'s dev decoding: greedy, or as ``decode --temperature-fallback`` (long-form
+        beyond 30 s included)."""
+        fallback = self.config.eval_temperature_fallback
         config = DecodeConfig(max_new_tokens=self.config.eval_max_new_tokens,
-                              temperature_fallback=True)  # fmt: skip
-        return WhisperTranscriber(model, self.processor, config)
+                              temperature_fallback=fallback)  # fmt: skip
+        return WhisperTranscriber(model, self.processor, config, long_form=fallback)
 
     @torch.inference_mode()
     def __call__(self, model) -> tuple[float, dict[str, str]]:
-        from transformers.modeling_outputs import BaseModelOutput
-
         from speechdistill.scoring import score
 
         was_training = model.training
-        model.eval()
+        transcriber = self.transcriber(model)  # in eval mode
         hyps: dict[str, str] = {}
         bs = self.config.eval_batch_size
-        fallback = self._fallback(model) if self.config.eval_temperature_fallback else None
         for i in range(0, len(self.utts), bs):
             chunk = self.utts[i : i + bs]
-            if fallback is not None:  # transformers' fallback needs features, not states
+            if self.config.eval_temperature_fallback:
                 cuda = [torch.cuda.current_device()] if model.device.type == "cuda" else []
                 with torch.random.fork_rng(devices=cuda):  # training's RNG stream stays as is
-                    ids = fallback.generate([self.reader(u) for u in chunk])
+                    ids = transcriber.generate([self.reader(u) for u in chunk])
             elif self.states is not None:
-                enc = torch.stack([self.states[u] for u in chunk])
-                ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=enc),
-                                     max_new_tokens=self.config.eval_max_new_tokens)  # fmt: skip
+                ids = transcriber.generate_from_states(torch.stack([self.states[u] for u in chunk]))
             else:
-                ids = model.generate(self._features(chunk, model),
-                                     max_new_tokens=self.config.eval_max_new_tokens)  # fmt: skip
-            texts = self.processor.batch_decode(ids, skip_special_tokens=True)
-            hyps.update((u, " ".join(t.split())) for u, t in zip(chunk, texts, strict=True))
+                ids = transcriber.generate([self.reader(u) for u in chunk])
+            hyps.update(zip(chunk, transcriber.decode(ids), strict=True))
         model.train(was_training)
         refs = {u: self.refs[u] for u in self.utts}
         wer = score(refs, hyps, normalizer=self.config.eval_normalizer, bootstrap=0).wer

@@ -1,31 +1,39 @@
-"""CTC models on speech encoders: character vocabulary, processor, greedy decoding of a data dir.
+"""CTC models on speech encoders (HuBERT, wav2vec 2.0, WavLM, …): character vocabulary,
+processor, loading, and greedy (best-path) transcription.
 
 - :func:`build_vocab` makes the character vocabulary of a set of (normalised) transcripts in
   transformers' ``Wav2Vec2CTCTokenizer`` layout: ``<pad>`` (id 0, the CTC blank), ``<unk>``,
   ``|`` (the word delimiter that stands for spaces), then the characters in code-point order.
 - :func:`make_processor` wraps it with a feature extractor in a ``Wav2Vec2Processor``; tokenising
   and decoding are transformers' (CTC collapsing of repeats and blanks included).
-- :func:`decode_ctc_data_dir` transcribes every utterance of a Kaldi data dir by greedy argmax
-  and writes what ``speechdistill decode`` writes: ``text``, ``utt2decode_time`` and
-  ``decode.json`` (speed), so that ``speechdistill score`` and ``decode --merge`` apply unchanged.
+- :class:`CTCTranscriber` decodes by argmax, each utterance over its own frames only; ``<unk>``
+  is dropped from the text.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from speechdistill.decode import DecodeSummary, transcribe_data_dir
+from speechdistill.batching import pad_waveforms
 from speechdistill.utils import PathLike
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "CTC_CLASSES",
+    "PAD",
+    "UNK",
+    "WORD_DELIMITER",
+    "CTCTranscriber",
+    "build_vocab",
+    "ctc_class",
+    "load_ctc_model",
+    "make_processor",
+]
 
 PAD, UNK, WORD_DELIMITER = "<pad>", "<unk>", "|"
 #: The CTC head class of each encoder type (transformers ``model_type``).
@@ -72,11 +80,11 @@ def ctc_class(model_type: str):
 
 
 def load_ctc_model(model_dir: PathLike, *, device: str = "cpu"):
-    """A fine-tuned CTC model (eval mode, fp32) and its processor; safetensors only."""
-    from transformers import AutoConfig, Wav2Vec2Processor
+    """A CTC model of any ``…ForCTC`` architecture (eval mode, float32) and its processor;
+    safetensors only."""
+    from transformers import AutoModelForCTC, Wav2Vec2Processor
 
-    config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
-    model = ctc_class(config.model_type).from_pretrained(
+    model = AutoModelForCTC.from_pretrained(
         str(model_dir), use_safetensors=True, trust_remote_code=False, dtype=torch.float32
     )
     processor = Wav2Vec2Processor.from_pretrained(str(model_dir), trust_remote_code=False)
@@ -92,12 +100,12 @@ class CTCTranscriber:
 
     @classmethod
     def from_pretrained(cls, model_dir: PathLike, *, device: str = "cpu") -> CTCTranscriber:
+        """Load with :func:`load_ctc_model`."""
         return cls(*load_ctc_model(model_dir, device=device))
 
     @torch.inference_mode()
     def transcribe(self, audios: Sequence[np.ndarray]) -> list[str]:
-        from speechdistill.train.waveform import pad_waveforms
-
+        """One text per waveform."""
         fe = self.processor.feature_extractor
         batch = pad_waveforms(audios, fe)
         device = next(self.model.parameters()).device
@@ -113,35 +121,3 @@ class CTCTranscriber:
         texts = self.processor.batch_decode(ids.cpu().tolist())
         unk = self.processor.tokenizer.unk_token
         return [" ".join((t.replace(unk, "") if unk else t).split()) for t in texts]
-
-
-@dataclass
-class CTCDecodeConfig:
-    """Options of ``speechdistill ctc-decode``."""
-
-    batch_size: int = 16
-    device: str = "cpu"
-    skip_bad: bool = False
-
-
-def decode_ctc_data_dir(
-    model_dir: PathLike,
-    data_dir: PathLike,
-    out_dir: PathLike,
-    config: CTCDecodeConfig | None = None,
-    *,
-    transcriber: CTCTranscriber | None = None,
-) -> DecodeSummary:
-    """Greedy CTC decoding of ``data_dir`` into ``out_dir/text`` (+ ``utt2decode_time``,
-    ``decode.json``, ``bad_utts``), in length-sorted batches."""
-    config = config or CTCDecodeConfig()
-    return transcribe_data_dir(
-        lambda: transcriber or CTCTranscriber.from_pretrained(model_dir, device=config.device),
-        model_dir,
-        data_dir,
-        out_dir,
-        batch_size=config.batch_size,
-        skip_bad=config.skip_bad,
-        config={**asdict(config), "decoding": "ctc_greedy"},
-        desc="ctc-decode",
-    )
