@@ -66,7 +66,8 @@ def distil(args, root: Path, teacher: Path, work: Path) -> dict:
 
 
 def finetune(args, root: Path, student: Path, out: Path, scratch: bool) -> dict:
-    from speechdistill.train.ctc_finetune import CTCTrainConfig, ctc_finetune
+    from speechdistill.train.config import CTCTrainConfig
+    from speechdistill.train.ctc_finetune import ctc_finetune
 
     if (out / "train.json").is_file():
         return json.loads((out / "train.json").read_text())

@@ -17,7 +17,8 @@ from test_hubert_student import tiny_ssl_teacher
 from speechdistill.datadir import read_kv
 from speechdistill.datadir.ops import subset
 from speechdistill.inference.ctc import CTCTranscriber, build_vocab, make_processor
-from speechdistill.train.ctc_finetune import CTCTrainConfig, ctc_finetune
+from speechdistill.train.config import CTCTrainConfig
+from speechdistill.train.ctc_finetune import ctc_finetune
 
 
 def _processor(texts):

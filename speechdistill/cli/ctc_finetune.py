@@ -9,7 +9,7 @@ from speechdistill.train.config import add_config_args, overrides_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from speechdistill.train.ctc_finetune import CTCTrainConfig
+    from speechdistill.train.config import CTCTrainConfig
 
     p = sub.add_parser(
         "ctc-finetune",
@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from speechdistill.train.ctc_finetune import CTCTrainConfig, ctc_finetune
+    from speechdistill.train.config import CTCTrainConfig
+    from speechdistill.train.ctc_finetune import ctc_finetune
 
     config = CTCTrainConfig.from_sources(args.config, overrides_from_args(args))
     summary = ctc_finetune(args.model, args.train, args.dev, args.out, config)

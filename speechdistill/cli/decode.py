@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from speechdistill.decode import decode_data_dir, merge_decode_dirs
-from speechdistill.inference.whisper import DecodeConfig
-
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
     """Options shared by the stages that run Whisper's ``generate``."""
@@ -50,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from speechdistill.decode import decode_data_dir, merge_decode_dirs
+    from speechdistill.inference.whisper import DecodeConfig
+
     if args.merge:
         merge_decode_dirs(args.out, args.merge)
         return 0

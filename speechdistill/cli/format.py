@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from speechdistill.format import format_data_dir
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from speechdistill.format import format_data_dir
+
     format_data_dir(
         args.src,
         args.dst,

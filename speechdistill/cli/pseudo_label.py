@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from speechdistill.pseudo_label import PseudoLabelConfig, finalize, pseudo_label
-
 CT2_ONLY_DTYPES = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16")
 
 
@@ -53,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from speechdistill.pseudo_label import PseudoLabelConfig, finalize, pseudo_label
+
     if args.finalize:
         finalize(args.data, args.out)
         return 0

@@ -344,3 +344,58 @@ class HubertTrainConfig(BaseTrainConfig):
 HUBERT_ONLY_OPTIONS = tuple(
     f.name for f in fields(HubertTrainConfig) if f.name not in {g.name for g in fields(TrainConfig)}
 )
+
+
+# CTC fine-tuning
+
+
+@dataclass
+class CTCTrainConfig(BaseTrainConfig):
+    """CTC fine-tuning (see ``speechdistill ctc-finetune --help``)."""
+
+    # data
+    label_file: str = field(default="text", metadata={"help": "transcripts: text or text.teacher"})
+    normalizer: str = field(
+        default="english",
+        metadata={"help": "normaliser of the targets (and the vocabulary): english, basic, …"},
+    )
+    max_duration: float = field(default=30.0, metadata={"help": "skip longer utterances (s)"})
+    # model
+    from_scratch: bool = field(
+        default=False,
+        metadata={"help": "random initialisation of the same architecture (the baseline)"},
+    )
+    freeze_feature_encoder: bool = field(
+        default=True, metadata={"help": "keep the CNN feature extractor frozen"}
+    )
+    freeze_encoder_steps: int = field(
+        default=0,
+        metadata={
+            "help": "train only the CTC output layer for the first N steps, then the "
+            "encoder too (fairseq's freeze_finetune_updates)"
+        },
+    )
+    mask_time_prob: float = field(
+        default=0.05, metadata={"help": "SpecAugment: probability of masking time steps"}
+    )
+    mask_time_length: int = field(default=10, metadata={"help": "SpecAugment: span length"})
+    layerdrop: float = field(default=0.0, metadata={"help": "LayerDrop probability"})
+    final_dropout: float = field(default=0.0, metadata={"help": "dropout before the CTC head"})
+    # evaluation and checkpoints
+    eval_steps: int = field(default=100, metadata={"help": "decode the dev set every N steps"})
+    eval_normalizer: str = field(
+        default="english", metadata={"help": "text normaliser of the dev WER/CER"}
+    )
+    select_metric: str = field(
+        default="cer", metadata={"help": "dev figure that picks the best checkpoint: cer | wer"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from speechdistill.text import NORMALIZERS
+
+        for name in (self.normalizer, self.eval_normalizer):
+            if name not in NORMALIZERS:
+                raise ValueError(f"unknown normaliser {name!r} (known: {sorted(NORMALIZERS)})")
+        if self.select_metric not in ("cer", "wer"):
+            raise ValueError(f"select_metric must be cer or wer, not {self.select_metric!r}")
