@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 APT_INSTALL = SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
   $$SUDO apt-get update -q && $$SUDO apt-get install -y -q
 
-.PHONY: demo test lint bench install sysdeps testdeps clean
+.PHONY: demo test check lint bench install sysdeps testdeps clean
 
 install: $(STAMP)
 
@@ -39,9 +39,16 @@ testdeps: sysdeps
 demo: install sysdeps
 	cd egs/mini_en && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ./run.sh
 
+# Everything CI runs: lint, format check, both test tiers (unit, then integration).
 test: install testdeps
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m ruff check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests/unit tests/integration
+
+# The fast tier for development: lint and the unit tests (tiny random models; about 2 minutes).
+check: install
+	$(PY) -m ruff check .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests/unit -m "not slow"
 
 lint: install
 	$(PY) -m ruff check .
