@@ -153,8 +153,8 @@ class StudentInfo:
     """What ``student.json`` records about an initialised student."""
 
     out_dir: Path
-    #: The teacher: ``path`` (or Hub id), and from ``teacher.json`` when present ``name``,
-    #: ``source`` and ``weights_sha256`` (else ``weights_sha256`` of its safetensors files).
+    #: The teacher: ``path`` (or Hub id), ``name`` from its ``teacher.json`` when present, and its
+    #: identity (:func:`speechdistill.teachers.identity.teacher_identity`).
     teacher: dict[str, Any]
     #: Student layer i ← teacher layer ``map[i]``.
     encoder_map: list[int]
