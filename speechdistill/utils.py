@@ -81,14 +81,10 @@ def fix_permissions(root: Path, *, include_root: bool = False) -> None:
         os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
 
 
-#: Files of a transformers model/processor directory. Writing a model into a directory replaces
-#: these (and removes those the new model lacks, e.g. stale shards); other files stay.
-MODEL_FILE_PATTERNS = (
-    "*.safetensors",
-    "*.safetensors.index.json",
-    "pytorch_model*.bin",
-    "config.json",
-    "generation_config.json",
+#: The configuration files of a transformers Whisper model directory.
+CONFIG_FILES = ("config.json", "generation_config.json")
+#: The processor files (feature extractor and tokenizer) of a transformers model directory.
+PROCESSOR_FILES = (
     "processor_config.json",
     "preprocessor_config.json",
     "tokenizer.json",
@@ -98,6 +94,15 @@ MODEL_FILE_PATTERNS = (
     "vocab.json",
     "merges.txt",
     "normalizer.json",
+)
+#: Files of a transformers model/processor directory. Writing a model into a directory replaces
+#: these (and removes those the new model lacks, e.g. stale shards); other files stay.
+MODEL_FILE_PATTERNS = (
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "pytorch_model*.bin",
+    *CONFIG_FILES,
+    *PROCESSOR_FILES,
 )
 
 

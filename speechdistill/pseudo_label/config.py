@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
+from speechdistill.whisper.heuristics import text_stats
 from speechdistill.whisper.tokens import WINDOW_SECONDS
 
 __all__ = ["WORK_DIR", "PseudoLabelConfig", "UttLabel"]
@@ -53,3 +55,24 @@ class UttLabel:
     text_ts: str | None = None
     encoder: torch.Tensor | None = None
     rskd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def from_tokens(
+        cls,
+        utt: str,
+        tokens: list[int],
+        stats: dict[str, float],
+        decode: Callable[..., str],
+        duration: float,
+        timestamps: bool,
+    ) -> UttLabel:
+        """The label of ``tokens`` (the teacher's output), decoded with the tokenizer's
+        ``decode``: its text (with timestamps too when asked), and ``stats`` completed with the
+        text heuristics."""
+        text = " ".join(decode(tokens, skip_special_tokens=True).split())
+        stats.update(text_stats(text, duration))
+        label = cls(utt, text, stats, tokens=tokens)
+        if timestamps:
+            ts = decode(tokens, skip_special_tokens=True, decode_with_timestamps=True)
+            label.text_ts = " ".join(ts.split())
+        return label

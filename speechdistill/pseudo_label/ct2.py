@@ -61,7 +61,6 @@ from speechdistill.whisper.ct2.runtime import (
     parse_device,
     resolve_compute_type,
 )
-from speechdistill.whisper.heuristics import text_stats
 from speechdistill.whisper.tokens import (
     MAX_INITIAL_TIMESTAMP_INDEX,
     MAX_TARGET_POSITIONS,
@@ -254,15 +253,9 @@ class CT2Labeler:
             h = hyps[i]
             stats = token_stats(logits[i], torch.tensor(h, dtype=torch.long))
             stats["no_speech_prob"] = no_speech[i]
-            text = " ".join(self.tokenizer.decode(h, skip_special_tokens=True).split())
-            stats.update(text_stats(text, durations[i]))
-            label = UttLabel(utt, text, stats, tokens=h)
-            if cfg.return_timestamps:
-                label.text_ts = " ".join(
-                    self.tokenizer.decode(
-                        h, skip_special_tokens=True, decode_with_timestamps=True
-                    ).split()
-                )
+            label = UttLabel.from_tokens(
+                utt, h, stats, self.tokenizer.decode, durations[i], cfg.return_timestamps
+            )
             labels.append(label)
         return labels
 

@@ -24,7 +24,6 @@ from speechdistill.cache import rskd_sample, utt_generator
 from speechdistill.pseudo_label.config import PseudoLabelConfig, UttLabel
 from speechdistill.pseudo_label.stats import token_stats
 from speechdistill.utils import PathLike
-from speechdistill.whisper.heuristics import text_stats
 from speechdistill.whisper.tokens import (
     MAX_TARGET_POSITIONS,
     SAMPLE_RATE,
@@ -154,15 +153,9 @@ class HFLabeler:
             tokens = torch.tensor(h, dtype=torch.long, device=logits.device)
             stats = token_stats(logits[1:], tokens)
             stats["no_speech_prob"] = torch.softmax(logits[0], -1)[self.no_speech_id].item()
-            text = " ".join(self.processor.decode(h, skip_special_tokens=True).split())
-            stats.update(text_stats(text, durations[i]))
-            label = UttLabel(utt, text, stats, tokens=h)
-            if cfg.return_timestamps:
-                label.text_ts = " ".join(
-                    self.processor.decode(
-                        h, skip_special_tokens=True, decode_with_timestamps=True
-                    ).split()
-                )
+            label = UttLabel.from_tokens(
+                utt, h, stats, self.processor.decode, durations[i], cfg.return_timestamps
+            )
             if cfg.cache_encoder:
                 label.encoder = states[i].to(torch.float16).cpu()
             if cfg.rskd_k:

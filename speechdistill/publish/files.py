@@ -20,11 +20,9 @@ from speechdistill.utils import PathLike
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CONFIG_FILES",
     "CT2_SUBDIR",
     "INDEX_FILE",
     "PICKLE_PATTERNS",
-    "PROCESSOR_FILES",
     "TRAIN_CONFIG",
     "TRAIN_SUMMARY",
     "Scored",
@@ -35,19 +33,6 @@ __all__ = [
     "weight_files",
 ]
 
-#: Files of the model dir that the folder copies when present (besides the weights).
-CONFIG_FILES = ("config.json", "generation_config.json")
-PROCESSOR_FILES = (
-    "processor_config.json",
-    "preprocessor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "normalizer.json",
-)
 TRAIN_CONFIG = "train_config.yaml"
 TRAIN_SUMMARY = "train.json"
 INDEX_FILE = "model.safetensors.index.json"

@@ -25,16 +25,20 @@ from pathlib import Path
 
 from speechdistill.publish.card import TASK, CardOptions, make_model_card
 from speechdistill.publish.files import (
-    CONFIG_FILES,
     CT2_SUBDIR,
     PICKLE_PATTERNS,
-    PROCESSOR_FILES,
     TRAIN_CONFIG,
     load_scored,
     weight_files,
 )
 from speechdistill.scoring import write_results_md
-from speechdistill.utils import PathLike, atomic_write_text, fix_permissions
+from speechdistill.utils import (
+    CONFIG_FILES,
+    PROCESSOR_FILES,
+    PathLike,
+    atomic_write_text,
+    fix_permissions,
+)
 
 log = logging.getLogger(__name__)
 
