@@ -10,11 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from recipe_helpers import copy_egs, recipe_env, run_recipe
+from recipe_helpers import REPO, copy_egs, recipe_env, run_recipe
 
 from speechdistill.scoring import load_results
 
-REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "distil_hubert.sh"
 
 

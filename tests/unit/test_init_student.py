@@ -1,4 +1,5 @@
-"""Student initialisation: layer maps, copied tensors, configs, processor, output dir rules, CLI."""
+"""Student initialisation: layer maps, copied tensors, configs, processor, output dir rules, CLI.
+From the real tiny.en: integration/test_init_student_tiny_en.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from transformers import (  # noqa: E402
     WhisperForConditionalGeneration,
     WhisperProcessor,
 )
+from whisper_helpers import check_student_tensors, generation_dict  # noqa: E402
 
 from speechdistill.cli import init_student as cli_init_student  # noqa: E402
 from speechdistill.init_student import (  # noqa: E402
@@ -32,11 +33,9 @@ from speechdistill.init_student import (  # noqa: E402
     remap_alignment_heads,
     spaced_layers,
 )
-from speechdistill.teachers.identity import read_teacher_info  # noqa: E402
 from speechdistill.teachers.whisper import load_teacher  # noqa: E402
 from speechdistill.testing import english_tokenizer, multilingual_tokenizer, save_random_whisper  # noqa: E402
 
-LAYER = re.compile(r"^model\.(encoder|decoder)\.layers\.(\d+)\.(.+)$")
 TEACHER_HEADS = [[0, 1], [2, 0], [3, 2], [5, 1], [5, 3]]
 
 
@@ -82,46 +81,10 @@ def en_deep_teacher(tmp_path_factory) -> Path:
     return _get_teacher("english", tmp_path_factory)
 
 
-def _check_tensors(teacher: Path, student: Path, enc_map: list[int], dec_map: list[int]) -> None:
-    """Every student tensor is its mapped teacher tensor; nothing else is there."""
-    t, s = load_file(teacher / "model.safetensors"), load_file(student / "model.safetensors")
-    maps = {"encoder": enc_map, "decoder": dec_map}
-    suffixes: dict[str, set[str]] = {"encoder": set(), "decoder": set()}
-    n_layers = {"encoder": 0, "decoder": 0}
-    for key in t:
-        if m := LAYER.match(key):
-            suffixes[m[1]].add(m[3])
-            n_layers[m[1]] = max(n_layers[m[1]], int(m[2]) + 1)
-    expected_keys = {k for k in t if not LAYER.match(k)}
-    for stack, mp in maps.items():
-        expected_keys |= {
-            f"model.{stack}.layers.{i}.{r}" for i in range(len(mp)) for r in suffixes[stack]
-        }
-    assert set(s) == expected_keys
-    for key, value in s.items():
-        m = LAYER.match(key)
-        tkey = key if m is None else f"model.{m[1]}.layers.{maps[m[1]][int(m[2])]}.{m[3]}"
-        assert value.dtype == t[tkey].dtype and torch.equal(value, t[tkey]), key
-    # The dropped teacher layers' tensors appear nowhere in the student.
-    for stack, mp in maps.items():
-        for layer in sorted(set(range(n_layers[stack])) - set(mp)):
-            for r in suffixes[stack]:
-                dropped = t[f"model.{stack}.layers.{layer}.{r}"]
-                assert not any(
-                    torch.equal(dropped, s[f"model.{stack}.layers.{i}.{r}"]) for i in range(len(mp))
-                )
-
-
 def _config_dict(path: Path) -> dict:
     d = WhisperConfig.from_pretrained(path).to_dict()
     for k in ("encoder_layers", "decoder_layers", "num_hidden_layers", "transformers_version"):
         d.pop(k, None)
-    return d
-
-
-def _gen_dict(path: Path) -> dict:
-    d = GenerationConfig.from_pretrained(path).to_dict()
-    d.pop("transformers_version", None)
     return d
 
 
@@ -222,13 +185,13 @@ def test_init_student_decoder_subset(teacher, tmp_path):
     info = init_student(teacher, out, decoder_layers=3)
     assert info.encoder_map == [0, 1, 2, 3] and info.decoder_map == [0, 2, 5]
     assert info.shares_teacher_encoder
-    _check_tensors(teacher, out, [0, 1, 2, 3], [0, 2, 5])
+    check_student_tensors(teacher, out, [0, 1, 2, 3], [0, 2, 5])
 
     assert _config_dict(out) == _config_dict(teacher)
     cfg = WhisperConfig.from_pretrained(out)
     assert (cfg.encoder_layers, cfg.decoder_layers) == (4, 3)
 
-    tgen, sgen = _gen_dict(teacher), _gen_dict(out)
+    tgen, sgen = generation_dict(teacher), generation_dict(out)
     assert sgen.pop("alignment_heads") == [[0, 1], [1, 0], [2, 1], [2, 3]]
     assert tgen.pop("alignment_heads") == TEACHER_HEADS
     assert sgen == tgen
@@ -276,7 +239,7 @@ def test_init_student_encoder_subset_and_explicit_list(teacher, tmp_path):
     info = init_student(teacher, out, decoder_layers=[1, 4], encoder_layers=2)
     assert info.encoder_map == [0, 3] and info.decoder_map == [1, 4]
     assert not info.shares_teacher_encoder
-    _check_tensors(teacher, out, [0, 3], [1, 4])
+    check_student_tensors(teacher, out, [0, 3], [1, 4])
     cfg = WhisperConfig.from_pretrained(out)
     assert (cfg.encoder_layers, cfg.decoder_layers) == (2, 2)
     # No alignment head lies on teacher decoder layers 1 or 4: the entry is removed.
@@ -287,7 +250,7 @@ def test_init_student_encoder_subset_and_explicit_list(teacher, tmp_path):
         "student": None,
         "dropped": TEACHER_HEADS,
     }
-    tgen, sgen = _gen_dict(teacher), _gen_dict(out)
+    tgen, sgen = generation_dict(teacher), generation_dict(out)
     tgen.pop("alignment_heads")
     assert sgen == tgen
 
@@ -342,40 +305,6 @@ def test_errors_leave_no_output(en_teacher, tmp_path):
     with pytest.raises(ValueError, match=r"no config\.json"):
         init_student(tmp_path, out)
     assert not out.exists() or not any(out.iterdir())
-
-
-# ------------------------------------------------------------------------------------------
-# the real tiny.en
-
-
-@pytest.fixture(scope="module")
-def tiny_student(tiny_en_teacher, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tiny_student") / "student"
-    init_student(tiny_en_teacher, out, decoder_layers=2)
-    return out
-
-
-def test_tiny_en_student(tiny_en_teacher, tiny_student):
-    info = read_student_info(tiny_student)
-    assert info.encoder_map == [0, 1, 2, 3] and info.decoder_map == [0, 3]
-    assert info.teacher["weights_sha256"] == read_teacher_info(tiny_en_teacher)["weights_sha256"]
-    assert info.teacher["name"] == "tiny.en"
-    _check_tensors(tiny_en_teacher, tiny_student, [0, 1, 2, 3], [0, 3])
-    tgen = _gen_dict(tiny_en_teacher)
-    kept = [[1, h] for layer, h in tgen["alignment_heads"] if layer == 3]
-    assert kept and _gen_dict(tiny_student)["alignment_heads"] == kept
-
-    model, processor = load_teacher(tiny_student)
-    t, _ = load_teacher(tiny_en_teacher)
-    audio = 0.1 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32)
-    feats = processor(audio, sampling_rate=16000, return_tensors="pt").input_features
-    with torch.no_grad():
-        assert torch.equal(
-            model.model.encoder(feats).last_hidden_state, t.model.encoder(feats).last_hidden_state
-        )
-        ids = model.generate(feats, max_new_tokens=4)
-    assert ids.dtype == torch.long and ids.ndim == 2 and ids.shape[0] == 1
-    processor.batch_decode(ids, skip_special_tokens=True)  # decodes
 
 
 # ------------------------------------------------------------------------------------------

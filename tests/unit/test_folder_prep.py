@@ -165,7 +165,7 @@ def test_command_line(corpus, tmp_path):
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     ).stdout
     assert "--speaker-from-dir" in help_text
     assert main([str(corpus), str(tmp_path / "d"), "--speaker-from-dir", "--no-text"]) == 0

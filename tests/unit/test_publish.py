@@ -36,7 +36,7 @@ from speechdistill.scoring import score, write_score_dir  # noqa: E402
 from speechdistill.testing import english_tokenizer, save_random_whisper  # noqa: E402
 from speechdistill.train.config import TrainConfig  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAKE_TOKEN = "hf_speechdistillFakeToken0123456789abcdef"
 REFS = {
     "spk1-u1": "the quick brown fox jumps over the lazy dog",

@@ -9,11 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from recipe_helpers import copy_egs, run_recipe
+from recipe_helpers import REPO, copy_egs, run_recipe
 
 from speechdistill.scoring import load_results
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

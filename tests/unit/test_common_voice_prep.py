@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from recipe_helpers import copy_egs, run_recipe
+from recipe_helpers import REPO, copy_egs, run_recipe
 
 from data_prep.common_voice import main, prepare_common_voice, speaker_ids
 from speechdistill.audio import AudioReader
 from speechdistill.datadir import DataDir, validate
 
-REPO = Path(__file__).resolve().parents[1]
 RELEASE = "cv-corpus-17.0-2024-03-15"
 # the header of recent releases (with sentence_id, sentence_domain) and of older ones
 NEW_HEADER = [

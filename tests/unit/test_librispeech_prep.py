@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from recipe_helpers import copy_egs, run_recipe
+from recipe_helpers import REPO, copy_egs, run_recipe
 
 from data_prep.librispeech import main, parse_combine, prepare_librispeech
 from speechdistill.audio import AudioReader
 from speechdistill.datadir import DataDir, validate
-
-REPO = Path(__file__).resolve().parents[1]
 
 SPEAKERS_TXT = """\
 ; LibriSpeech speakers (a shortened copy of the corpus' table)
