@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -29,23 +26,6 @@ from speechdistill.teachers.identity import TEACHER_JSON, read_teacher_info  # n
 from speechdistill.teachers.source import embedded_teacher_dir  # noqa: E402
 from speechdistill.teachers.whisper import load_teacher, prepare_teacher  # noqa: E402
 from speechdistill.whisper.ct2.binary import read_model_bin  # noqa: E402
-
-SENTENCES = [
-    "Please call Stella and ask her to bring these things with her from the store.",
-    "The quick brown fox jumps over the lazy dog.",
-    "We measured seventeen point five degrees at noon on Tuesday.",
-]
-
-
-def _espeak(text: str) -> np.ndarray:
-    sf = pytest.importorskip("soundfile")
-    soxr = pytest.importorskip("soxr")
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(["espeak-ng", "-w", f.name, text], check=True, capture_output=True)
-        wav, sr = sf.read(f.name, dtype="float32")
-    return soxr.resample(wav, sr, 16000).astype(np.float32)
 
 
 def test_embedded_teacher_missing_package_names_the_extra(monkeypatch):
