@@ -39,16 +39,16 @@ testdeps: sysdeps
 demo: install sysdeps
 	cd egs/mini_en && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ./run.sh
 
-# Everything CI runs: lint, format check, both test tiers (unit, then integration).
+# Everything CI runs: lint, format check, the test tiers (unit, reliability, then integration).
 test: install testdeps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests/unit tests/integration
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests/unit tests/reliability tests/integration
 
-# The fast tier for development: lint and the unit tests (tiny random models; about 2 minutes).
+# The fast tiers for development: lint, the unit and reliability tests (tiny random models).
 check: install
 	$(PY) -m ruff check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests/unit -m "not slow"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests/unit tests/reliability -m "not slow"
 
 lint: install
 	$(PY) -m ruff check .
