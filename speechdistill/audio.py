@@ -11,8 +11,9 @@ Every reader returns float32 mono samples in [-1, 1] at ``sample_rate`` (16 kHz 
 - A segment ending after the recording is clipped to its end when the overshoot is at most
   :data:`MAX_OVERSHOOT` seconds (Kaldi's ``extract-segments --max-overshoot``), an error beyond;
   an end time of ``-1`` means "to the end of the recording", as in Kaldi.
-- Missing, corrupt, empty (no samples) or non-finite (NaN/Inf) audio, and failing pipes, raise
-  :class:`AudioError` naming the utterance and its source.
+- Missing, corrupt, truncated (a WAV whose data is shorter than its header says, or a file that
+  yields fewer frames than it declares), empty (no samples) or non-finite (NaN/Inf) audio, and
+  failing pipes, raise :class:`AudioError` naming the utterance and its source.
 """
 
 from __future__ import annotations
@@ -164,6 +165,52 @@ def _span(
     return first, last
 
 
+def wav_shortfall(path: PathLike) -> tuple[int, int] | None:
+    """``(declared, present)`` data bytes of a RIFF/WAVE file cut short, else None.
+
+    libsndfile silently reads what is there; this compares the ``data`` chunk's size with the
+    bytes that follow it. Sizes 0 and 0xFFFFFFFF (streamed WAVs: size unknown) are not checked.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        total = os.fstat(f.fileno()).st_size
+        pos = 12
+        while pos + 8 <= total:
+            f.seek(pos)
+            chunk = f.read(8)
+            size = struct.unpack("<I", chunk[4:8])[0]
+            if chunk[:4] == b"data":
+                present = total - pos - 8
+                if size in (0, 0xFFFFFFFF) or size <= present:
+                    return None
+                return size, present
+            pos += 8 + size + (size & 1)
+    return None
+
+
+def _check_complete(
+    f: sf.SoundFile, path: str, got: int, wanted: int, source: str, utt_id: str | None
+) -> None:
+    """Raise AudioError when a file is truncated (see :func:`wav_shortfall`) or read short."""
+    short = wav_shortfall(path) if f.format == "WAV" else None
+    if short is not None:
+        declared, present = short
+        raise AudioError(
+            f"truncated file: its WAV header declares {declared} bytes of audio, the file holds "
+            f"{present}",
+            source=source,
+            utt_id=utt_id,
+        )
+    if got < wanted:
+        raise AudioError(
+            f"truncated file: read {got} of the {wanted} frames it declares",
+            source=source,
+            utt_id=utt_id,
+        )
+
+
 def _read_file(
     path: str, start: float, end: float | None, source: str, utt_id: str | None
 ) -> tuple[np.ndarray, int]:
@@ -178,11 +225,14 @@ def _read_file(
             if f.frames == 0:
                 raise AudioError("audio has no samples", source=source, utt_id=utt_id)
             if start == 0 and end is None:
-                return f.read(dtype="float32", always_2d=True), sr
-            first, last = _span(start, end, f.frames, sr, source, utt_id)
+                first, last = 0, f.frames
+            else:
+                first, last = _span(start, end, f.frames, sr, source, utt_id)
             if first:
                 f.seek(first)
-            return f.read(last - first, dtype="float32", always_2d=True), sr
+            frames = f.read(last - first, dtype="float32", always_2d=True)
+            _check_complete(f, path, len(frames), last - first, source, utt_id)
+            return frames, sr
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, EOFError) as e:
@@ -445,5 +495,6 @@ __all__ = [
     "format_seconds",
     "is_pipe",
     "read_audio",
+    "wav_shortfall",
     "write_wav",
 ]

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from speechdistill.audio import AudioError, AudioReader
 from speechdistill.batching import iter_audio_batches, length_sorted_batches
-from speechdistill.datadir import read_kv, write_kv
+from speechdistill.datadir import check_stage_input, read_kv, write_kv
 from speechdistill.datadir.ops import merge_split
 from speechdistill.inference import Transcriber
 from speechdistill.inference.ctc import CTCTranscriber
@@ -137,6 +137,7 @@ def transcribe_data_dir(
     """The decoding loop of every model type: ``load()`` gives the transcriber; utterances go in
     length-sorted batches and the outputs of the module docstring are written to ``out_dir``."""
     out_dir = Path(out_dir)
+    check_stage_input(data_dir, desc)
     reader = AudioReader(data_dir)
     bad: dict[str, str] = {}
     durations = _durations(reader, bad, skip_bad=skip_bad)

@@ -50,7 +50,13 @@ def _words(values: Sequence[str] | None) -> list[str]:
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="check a data dir like Kaldi's validate_data_dir.sh")
+    p = sub.add_parser(
+        "validate",
+        help="check a data dir like Kaldi's validate_data_dir.sh",
+        description="Kaldi's validate_data_dir.sh checks, plus: every id is a safe file name "
+        "(no '/', not '.' or '..', no leading '-', no whitespace or control characters). A "
+        "segment end of -1 means to the end of the recording.",
+    )
     p.add_argument(
         "--no-text", action="store_true", help="text is not required (checked if present)"
     )

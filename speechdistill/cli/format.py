@@ -10,14 +10,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "format",
         help="write every utterance as a 16 kHz mono WAV (resolves pipes and segments)",
         description="Stage 2 of the recipes. Writes AUDIO_DIR/<utt>.wav and the data dir DST "
-        "(wav.scp on those files, exact utt2dur, every other file restricted to what was kept).",
+        "(wav.scp on those files, exact utt2dur, every other file restricted to what was kept). "
+        "Utterance ids must be safe file names (no '/', not '.' or '..', no leading '-', no "
+        "whitespace or control characters). A rerun reuses a WAV only when AUDIO_DIR/"
+        "format_manifest.json shows it was made from the same wav.scp entry, segment times and "
+        "source file; anything else is rewritten. Unreadable audio (missing, corrupt, truncated, "
+        "empty, NaN) is an error naming the utterance unless --skip-bad.",
     )
     p.add_argument("src", help="input data dir")
     p.add_argument("dst", help="output data dir")
     p.add_argument("--audio-dir", default=None, help="where the WAVs go (default DST/wav)")
     p.add_argument("--min-duration", type=float, default=None, help="drop shorter (seconds)")
     p.add_argument("--max-duration", type=float, default=None, help="drop longer (seconds)")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable audio (counted)")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip unreadable audio (counted in DST/format.json)"
+    )
     p.set_defaults(func=_run)
 
 

@@ -4,10 +4,15 @@ A data dir holds ``wav.scp`` (recording -> path or ``cmd |`` pipe), optional ``s
 (utterance -> recording, start, end), ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur``,
 ``reco2dur`` and any other utterance-keyed file (``text.teacher``, ``utt2<score>`` …).
 Every file is one ``key value`` pair a line, keys unique and sorted in C (byte) order.
+
+Ids (utterance, recording, speaker) become file names (``format`` writes ``<utt>.wav``), so each
+must be a safe file-name component (:func:`check_id`); the reader refuses a file with an unsafe
+key, naming file and line.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -16,7 +21,11 @@ from typing import NamedTuple
 
 from speechdistill.utils import PathLike, atomic_open
 
+log = logging.getLogger(__name__)
+
 _SPLIT = re.compile(r"[ \t]+")
+#: Longest id in UTF-8 bytes, so that ``<id>.wav`` and the like fit a file name (255 bytes).
+MAX_ID_BYTES = 240
 
 #: Files keyed by utterance id (besides the patterns ``text*`` and ``utt2*``).
 UTT_FILES_FIXED = ("segments", "feats.scp")
@@ -46,6 +55,50 @@ class Segment(NamedTuple):
     end: float
 
 
+def unsafe_id_reason(key: str) -> str | None:
+    """Why ``key`` is not a safe id, or None when it is.
+
+    A safe id is a non-empty file-name component of at most :data:`MAX_ID_BYTES` UTF-8 bytes:
+    no ``/``, not ``.`` or ``..``, no leading ``-``, no whitespace or control characters.
+    """
+    if not key:
+        return "empty"
+    if "/" in key:
+        return "contains '/'"
+    if key in (".", ".."):
+        return f"{key!r} names a directory"
+    if key.startswith("-"):
+        return "starts with '-'"
+    if " " in key or not key.isprintable():
+        return "contains whitespace or a control character"
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        return f"longer than {MAX_ID_BYTES} bytes"
+    return None
+
+
+def check_id(
+    key: str, what: str = "utterance id", path: PathLike | None = None, line: int | None = None
+) -> str:
+    """Return ``key`` if it is a safe id (see :func:`unsafe_id_reason`), else raise DataDirError.
+
+    Every writer that makes a path from an id calls this; the message names the file and line
+    when given: ``data/train/text:12: utterance id '../x' is not a safe file name (contains '/')``.
+    """
+    reason = unsafe_id_reason(key)
+    if reason is not None:
+        raise DataDirError(f"{what} {key!r} is not a safe file name ({reason})", path, line)
+    return key
+
+
+def id_kind(name: str) -> str:
+    """What the keys of data-dir file ``name`` are, for messages (``utterance id`` …)."""
+    if name in SPK_FILES:
+        return "speaker id"
+    if name in RECO_FILES:
+        return "recording id"
+    return "utterance id"
+
+
 def c_sorted(keys: Iterable[str]) -> list[str]:
     """Sort keys as ``LC_ALL=C sort`` does (UTF-8 byte order equals code-point order)."""
     return sorted(keys)
@@ -60,8 +113,15 @@ def parse_line(line: str) -> tuple[str, str]:
     return key, value
 
 
-def read_kv(path: PathLike, *, allow_duplicates: bool = False) -> dict[str, str]:
-    """Read a ``key value`` file into an ordered dict; duplicate keys and blank lines are errors."""
+def read_kv(
+    path: PathLike, *, allow_duplicates: bool = False, check_keys: bool = True
+) -> dict[str, str]:
+    """Read a ``key value`` file into an ordered dict.
+
+    Duplicate keys, blank lines and (unless ``check_keys`` is false) unsafe ids (:func:`check_id`)
+    are errors naming file and line. DOS line endings (CRLF) are stripped with a warning;
+    ``speechdistill data validate`` refuses them and ``data fix`` rewrites the file without them.
+    """
     path = Path(path)
     out: dict[str, str] = {}
     try:
@@ -76,13 +136,25 @@ def read_kv(path: PathLike, *, allow_duplicates: bool = False) -> dict[str, str]
     lines = text.split("\n")  # not splitlines(): U+0085, U+2028 … may occur inside a transcript
     if lines and lines[-1] == "":
         lines.pop()
+    kind = id_kind(path.name)
+    crlf = 0
     for lineno, line in enumerate(lines, 1):
+        crlf += line.endswith("\r")
         key, value = parse_line(line)
         if not key:
             raise DataDirError("empty line", path, lineno)
+        if check_keys:
+            check_id(key, kind, path, lineno)
         if key in out and not allow_duplicates:
             raise DataDirError(f"duplicate key {key!r}", path, lineno)
         out[key] = value
+    if crlf:
+        log.warning(
+            "%s: %d line(s) end in CR (DOS line endings), stripped; `speechdistill data fix` "
+            "rewrites the file without them",
+            path,
+            crlf,
+        )
     return out
 
 
@@ -97,9 +169,19 @@ def format_line(key: str, value: str) -> str:
     return f"{key} {value}\n" if value != "" else f"{key}\n"
 
 
-def write_kv(path: PathLike, mapping: Mapping[str, object], *, sort: bool = True) -> None:
-    """Write ``mapping`` as a Kaldi file atomically, C-sorted by key unless ``sort=False``."""
+def write_kv(
+    path: PathLike, mapping: Mapping[str, object], *, sort: bool = True, check_keys: bool = True
+) -> None:
+    """Write ``mapping`` as a Kaldi file atomically, C-sorted by key unless ``sort=False``.
+
+    Unless ``check_keys`` is false, an unsafe id (:func:`check_id`) is an error and nothing is
+    written.
+    """
     keys = c_sorted(mapping) if sort else list(mapping)
+    if check_keys:
+        kind = id_kind(Path(path).name)
+        for key in keys:
+            check_id(key, kind, path)
     with atomic_open(path, "w") as f:
         for key in keys:
             f.write(format_line(key, _fmt(mapping[key])))

@@ -39,7 +39,9 @@ from speechdistill.datadir.core import (
     SPK_FILES,
     DataDirError,
     c_sorted,
+    check_id,
     format_line,
+    id_kind,
     is_utt_file,
     utt2spk_to_spk2utt,
 )
@@ -72,13 +74,16 @@ def file_kind(name: str, has_segments: bool) -> Kind | None:
 def read_table(path: PathLike) -> dict[str, str]:
     """Read a Kaldi file for repair: C-sorted, identical duplicates merged, blank lines skipped.
 
-    A key repeated with a different value raises :class:`DataDirError` naming the file and line.
+    A key repeated with a different value or an unsafe id (:func:`check_id`: fix cannot rename
+    ids) raises :class:`DataDirError` naming the file and line.
     """
     path = Path(path)
     kf = read_kaldi_file(path)
     entries = kf.entries()
     first: dict[str, Entry] = {}
+    kind = id_kind(path.name)
     for e in entries:
+        check_id(e.key, kind, path, e.line)
         if e.key in first:
             if first[e.key].value != e.value:
                 raise DataDirError(

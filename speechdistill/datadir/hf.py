@@ -45,7 +45,7 @@ from speechdistill.audio import (
     read_audio,
     write_wav,
 )
-from speechdistill.datadir.core import DataDir, DataDirError, is_utt_file, write_kv
+from speechdistill.datadir.core import DataDir, DataDirError, check_id, is_utt_file, write_kv
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -343,6 +343,7 @@ def from_hf(
         key = clean_key(raw_id)
         spk = clean_key(ex[spk_col]) if spk_col and ex[spk_col] not in (None, "") else ""
         utt = key if not spk or key == spk or key.startswith(spk + "-") else f"{spk}-{key}"
+        check_id(utt, f"utterance id of {where_name}[{i}]")
         if utt in rows:
             raise ValueError(
                 f"duplicate utterance id {utt!r} in {where_name} (rows {rows[utt]} and {i})"

@@ -5,6 +5,9 @@ listing them all; each message names the file and, where it applies, the line.
 
 Checks (as Kaldi, unless noted):
 
+- Every key (utterance, recording, speaker id), speaker of ``utt2spk`` and recording of
+  ``segments`` is a safe file name (:func:`~speechdistill.datadir.core.unsafe_id_reason`: no
+  ``/``, not ``.``/``..``, no leading ``-``, no whitespace or control characters); not in Kaldi.
 - ``utt2spk`` and ``spk2utt`` exist, are not empty and agree; ``utt2spk`` has two fields a line.
 - Every file: UTF-8, ends with a newline, no blank lines, no CR (DOS line endings), keys unique and
   in ``LC_ALL=C`` order. Empty files are errors (Kaldi checks only some of them).
@@ -15,7 +18,8 @@ Checks (as Kaldi, unless noted):
   non-printable characters (controls, zero-width and other format characters: Kaldi's
   ``grep '[^[:print:][:space:]]'``).
 - ``wav.scp`` exists unless ``no_wav`` (and always with ``segments``); no ``~`` paths.
-- With ``segments``: four fields, ``0 <= start < end``, utterances equal to ``utt2spk``'s, every
+- With ``segments``: four fields, ``0 <= start < end`` or ``end == -1`` (to the end of the
+  recording, as Kaldi), utterances equal to ``utt2spk``'s, every
   recording in ``wav.scp``, and every ``wav.scp`` recording used; with ``reco2dur``, segments end
   at most :data:`SEGMENT_OVERSHOOT` s past their recording (Kaldi's ``extract-segments
   --max-overshoot``). Without ``segments``: ``wav.scp`` (and ``reco2dur``) keys equal the utterances.
@@ -33,11 +37,18 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from speechdistill.datadir.core import DataDirError, is_utt_file, parse_line
+from speechdistill.datadir.core import (
+    DataDirError,
+    id_kind,
+    is_utt_file,
+    parse_line,
+    unsafe_id_reason,
+)
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -111,11 +122,12 @@ def read_kaldi_file(path: PathLike) -> KaldiFile:
 class DataDirValidationError(DataDirError):
     """A data dir failed validation; ``errors`` holds one message per problem."""
 
-    def __init__(self, path: PathLike, errors: list[str]):
+    def __init__(self, path: PathLike, errors: list[str], *, summary: str | None = None):
         self.errors = list(errors)
         n = len(self.errors)
         listing = "\n".join(f"  {e}" for e in self.errors)
-        super().__init__(f"invalid data dir ({n} error{'s' if n != 1 else ''}):\n{listing}", path)
+        message = summary or f"invalid data dir ({n} error{'s' if n != 1 else ''}):\n{listing}"
+        super().__init__(message, path)
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,8 @@ class ValidateOptions:
     no_wav: bool = False
     no_spk_sort: bool = False
     non_print: bool = False
+    #: Stage-input mode (:func:`check_stage_input`): no sort order, ``spk2utt`` optional.
+    stage_input: bool = False
 
 
 @dataclass
@@ -138,6 +152,7 @@ class _Checker:
     warnings: list[str] = field(default_factory=list)
     _count: dict[str, int] = field(default_factory=dict)
     _cache: dict[str, dict[str, Entry] | None] = field(default_factory=dict)
+    counts: tuple[int, int] = (0, 0)  # utterances, speakers
 
     def error(self, name: str, message: str, line: int | None = None) -> None:
         self._count[name] = self._count.get(name, 0) + 1
@@ -182,15 +197,23 @@ class _Checker:
             self.error(name, "last line does not end with a newline", len(kf.lines))
         for lineno, line in enumerate(kf.lines, 1):
             if "\r" in line:
-                self.error(name, "carriage return (CR) in line: DOS line endings?", lineno)
+                self.error(
+                    name,
+                    "carriage return (CR) in line: DOS line endings? (`speechdistill data fix` "
+                    "removes them)",
+                    lineno,
+                )
             if not parse_line(line)[0]:
                 self.error(name, "empty line", lineno)
+        kind = id_kind(name)
+        for e in entries:
+            self.check_id(name, e.key, kind, e.line)
         return self._check_order(name, entries)
 
     def _check_order(self, name: str, entries: list[Entry]) -> dict[str, Entry]:
         """Keys unique and in C order (``sort -k1,1 -u -c``); the first disorder is reported."""
         out: dict[str, Entry] = {}
-        disorder_reported = False
+        disorder_reported = self.opts.stage_input  # the stages do not need the order
         prev: Entry | None = None
         for e in entries:
             if e.key in out:
@@ -209,6 +232,13 @@ class _Checker:
             out[e.key] = e
             prev = e
         return out
+
+    def check_id(self, name: str, key: str, what: str, line: int) -> bool:
+        """Report an unsafe id (see ``unsafe_id_reason``); True when it is safe."""
+        reason = unsafe_id_reason(key)
+        if reason is not None:
+            self.error(name, f"{what} {key!r} is not a safe file name ({reason})", line)
+        return reason is None
 
     def compare_keys(
         self,
@@ -244,9 +274,45 @@ def validate(
     Raises :class:`DataDirValidationError` listing every problem (file and line in each message).
     """
     path = Path(path)
+    c = _run_checks(path, ValidateOptions(no_text, no_wav, no_spk_sort, non_print))
+    utts, speakers = c.counts
+    for w in c.warnings:
+        log.warning("%s", w)
+    if c.errors:
+        raise DataDirValidationError(path, c.errors)
+    log.info("%s: valid data dir (%d utterances, %d speakers)", path, utts, speakers)
+    return c.warnings
+
+
+def check_stage_input(
+    path: PathLike, stage: str, *, needs: Sequence[str] = (), no_wav: bool = False
+) -> None:
+    """Refuse a stage's input data dir before the expensive work, with a one-line error.
+
+    :func:`validate`'s checks but Kaldi's sort order, ``spk2utt`` and equal keys in ``text``,
+    ``utt2dur`` … (the stages need none of them; an utterance unknown to ``utt2spk`` is still an
+    error): every file UTF-8 without CR, ``utt2spk`` and ``wav.scp`` (unless ``no_wav``) and the
+    files in ``needs`` present, ids safe, keys consistent. The message names the stage, the first
+    problem (file and line) and how many there are; warnings are not logged.
+    """
+    path = Path(path)
+    opts = ValidateOptions(no_text=True, no_wav=no_wav, non_print=True, stage_input=True)
+    c = _run_checks(path, opts)
+    for name in needs:
+        if not c.exists(name):
+            c.errors.insert(0, f"{path / name}: no such file ({stage} needs it)")
+    if c.errors:
+        n = len(c.errors)
+        more = f"{n} errors, `speechdistill data validate` lists them; first: " if n > 1 else ""
+        summary = f"{stage}: invalid input data dir ({more}{c.errors[0]})"
+        raise DataDirValidationError(path, c.errors, summary=summary)
+
+
+def _run_checks(path: Path, opts: ValidateOptions) -> _Checker:
+    """Every check of the data dir at ``path``; the checker holds the errors and warnings."""
     if not path.is_dir():
         raise DataDirError("no such directory", path)
-    c = _Checker(path, ValidateOptions(no_text, no_wav, no_spk_sort, non_print))
+    c = _Checker(path, opts)
     utt2spk = _check_speakers(c)
     utts = set(utt2spk)
     speakers = {e.value for e in utt2spk.values()}
@@ -255,12 +321,8 @@ def validate(
     _check_utt_files(c, utts)
     _check_spk_files(c, speakers)
     c.finish()
-    for w in c.warnings:
-        log.warning("%s", w)
-    if c.errors:
-        raise DataDirValidationError(path, c.errors)
-    log.info("%s: valid data dir (%d utterances, %d speakers)", path, len(utts), len(speakers))
-    return c.warnings
+    c.counts = (len(utts), len(speakers))
+    return c
 
 
 # speakers -------------------------------------------------------------------------------------
@@ -268,7 +330,7 @@ def validate(
 
 def _check_speakers(c: _Checker) -> dict[str, Entry]:
     """utt2spk/spk2utt present, well-formed and consistent; returns utt2spk (empty if unusable)."""
-    for name in ("utt2spk", "spk2utt"):
+    for name in ("utt2spk",) if c.opts.stage_input else ("utt2spk", "spk2utt"):
         if not c.exists(name):
             c.error(name, "no such file (every data dir needs utt2spk and spk2utt)")
     utt2spk = {k: _check_utt2spk_line(c, e) for k, e in (c.load("utt2spk") or {}).items()}
@@ -288,6 +350,7 @@ def _check_utt2spk_line(c: _Checker, e: Entry) -> Entry:
     if len(fields) != 1:
         c.error("utt2spk", f"expected 'utterance speaker', got {len(fields) + 1} fields", e.line)
         return e._replace(value=fields[0] if fields else "")
+    c.check_id("utt2spk", e.value, "speaker id", e.line)
     return e
 
 
@@ -425,6 +488,7 @@ def _check_segments(c: _Checker, utts: set[str], wav: dict[str, Entry] | None) -
             )
             continue
         used.add(fields[0])
+        c.check_id("segments", fields[0], "recording id", e.line)
         _check_segment_times(c, e, fields[1], fields[2])
         if wav is not None and fields[0] not in wav:
             c.error("segments", f"recording {fields[0]!r} of {e.key!r} is not in wav.scp", e.line)
@@ -448,7 +512,7 @@ def _check_segment_times(c: _Checker, e: Entry, start_s: str, end_s: str) -> Non
         c.error("segments", f"non-finite start/end for {e.key!r}", e.line)
     elif start < 0:
         c.error("segments", f"negative start {start_s} for {e.key!r}", e.line)
-    elif end <= start:
+    elif end <= start and end != -1:
         c.error("segments", f"end {end_s} is not after start {start_s} for {e.key!r}", e.line)
 
 
@@ -461,6 +525,8 @@ def _check_segment_ends(c: _Checker, reco2dur: dict[str, float]) -> None:
         try:
             end = float(fields[2])
         except ValueError:
+            continue
+        if end == -1:
             continue
         dur = reco2dur[fields[0]]
         if end > dur + SEGMENT_OVERSHOOT:
@@ -505,7 +571,7 @@ def _check_utt_files(c: _Checker, utts: set[str]) -> None:
         entries = c.load(name)
         if entries is None or not utts:
             continue
-        strict = name in STRICT_UTT_FILES
+        strict = name in STRICT_UTT_FILES and not c.opts.stage_input  # stages take subsets
         c.compare_keys(name, entries, utts, "utt2spk", subset_ok=not strict)
     _check_durations(c, "utt2dur")
     for e in (c.load("utt2num_frames") or {}).values():

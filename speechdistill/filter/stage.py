@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from speechdistill import __version__
-from speechdistill.datadir import DataDir, DataDirError, fix, read_kv, subset, validate
+from speechdistill.datadir import (
+    DataDir,
+    DataDirError,
+    check_stage_input,
+    fix,
+    read_kv,
+    subset,
+    validate,
+)
 from speechdistill.datadir.ops import read_keys
 from speechdistill.filter.context import ScoreContext, ScoreOptions
 from speechdistill.filter.diagnostics import (
@@ -124,6 +132,7 @@ def filter_data_dir(config: FilterConfig) -> FilterResult:
     exp = Path(config.exp_dir) if config.exp_dir is not None else out / "filter"
     if not data.exists(LABELS):
         raise DataDirError(f"no {LABELS}: run the pseudo_label stage first", data.path)
+    check_stage_input(data.path, "filter")
     all_utts = data.utt_ids()
     labels_all = data.text(LABELS)
     utts = [u for u in all_utts if u in labels_all]

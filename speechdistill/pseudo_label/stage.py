@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from speechdistill.audio import AudioError, AudioReader
 from speechdistill.cache import CACHE_DIR, CacheIndex, save_shard
-from speechdistill.datadir import write_kv
+from speechdistill.datadir import check_stage_input, write_kv
 from speechdistill.datadir.fix import load_tables, restrict, write_tables
 from speechdistill.pseudo_label.config import WORK_DIR, PseudoLabelConfig, UttLabel
 from speechdistill.pseudo_label.ct2 import CT2Labeler
@@ -108,6 +108,7 @@ def pseudo_label(
         raise ValueError("--cache-encoder needs the full 30 s encoder window (the student's)")
     if not 1 <= job <= num_jobs:
         raise ValueError(f"job {job} is not in 1..{num_jobs}")
+    check_stage_input(data, "pseudo-label")  # before the teacher pass, not after it
     out = Path(out)
     work = out / WORK_DIR
     rank, world, state = _dist()

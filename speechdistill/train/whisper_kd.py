@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from speechdistill.datadir import DataDir
+from speechdistill.datadir import DataDir, check_stage_input
 from speechdistill.datadir.core import write_kv
 from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber, whisper_features
 from speechdistill.train import common
@@ -221,6 +221,9 @@ class WhisperKDTrainer(AcceleratedTrainer):
     ):
         from accelerate.utils import set_seed
 
+        check_stage_input(train_dir, "train", needs=(config.label_file,))  # before any model
+        if dev_dir is not None:
+            check_stage_input(dev_dir, "train (dev set)")
         self.config = config
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
