@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from speechdistill.audio import SAMPLE_RATE, AudioError, AudioReader, write_wav
 from speechdistill.datadir.fix import load_tables, restrict, write_tables
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import PathLike, atomic_write_text, locks_run
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def _existing_duration(path: Path) -> float | None:
     return info.frames / SAMPLE_RATE
 
 
+@locks_run("dst")
 def format_data_dir(
     src: PathLike,
     dst: PathLike,
