@@ -149,8 +149,14 @@ def check_run(
     ``identity``; every process runs the comparison, so all fail alike."""
     out = Path(out)
     path = out / RUN_FILE
+    checkpoints = out / "checkpoints"
+    started = (out / "train.json").is_file() or (
+        checkpoints.is_dir() and any(checkpoints.glob("step_*"))
+    )
     old = None
-    if path.is_file():
+    if not started:  # nothing to resume: a record left by a failed start binds nothing
+        pass
+    elif path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
     elif (out / "train.json").is_file():  # a run recorded before train_run.json existed
         config = json.loads((out / "train.json").read_text(encoding="utf-8")).get("config", {})
@@ -166,7 +172,7 @@ def check_run(
                 f"{out}: was trained with {', '.join(was)}; now {', '.join(now)}: use --force "
                 "to start over, or another --out"
             )
-    elif (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+    elif started:
         log.warning("%s: no record of the checkpoints' settings (%s): resuming unchecked",
                     out, RUN_FILE)  # fmt: skip
         return

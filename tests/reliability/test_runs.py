@@ -115,6 +115,8 @@ def _train(hubert_data, out: Path, config: HubertTrainConfig, **kw):
 
 def test_resume_with_other_settings_is_refused_and_force_starts_over(hubert_data, tmp_path):
     out = tmp_path / "kd"
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        _train(hubert_data, out, _small(batch_size=100))  # a failed start binds nothing
     _train(hubert_data, out, _small())
     model = (out / "model.safetensors").read_bytes()
     record = (out / "train_config.yaml").read_text()
