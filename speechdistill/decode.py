@@ -26,7 +26,7 @@ from speechdistill.datadir.ops import merge_split
 from speechdistill.inference import Transcriber
 from speechdistill.inference.ctc import CTCTranscriber
 from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import PathLike, atomic_write_text, locks_run
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ def decode_ctc_data_dir(
     )
 
 
+@locks_run("out_dir")
 def transcribe_data_dir(
     load: Callable[[], Transcriber],
     model_dir: PathLike,
@@ -190,6 +191,7 @@ def transcribe_data_dir(
     return summary
 
 
+@locks_run("out_dir")
 def merge_decode_dirs(out_dir: PathLike, parts: list[PathLike]) -> DecodeSummary:
     """Merge the outputs of decode jobs (``--nj``) into ``out_dir``.
 

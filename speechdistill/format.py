@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from speechdistill.audio import SAMPLE_RATE, AudioError, AudioReader, is_pipe, write_wav
 from speechdistill.datadir.core import check_id
 from speechdistill.datadir.fix import load_tables, restrict, write_tables
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import PathLike, atomic_write_text, locks_run
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ def _reusable(entry: dict[str, Any] | None, origin: dict[str, Any], path: Path) 
     return frames / SAMPLE_RATE if isinstance(frames, int) and frames > 0 else None
 
 
+@locks_run("dst")
 def format_data_dir(
     src: PathLike,
     dst: PathLike,

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
+import inspect
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 __all__ = [
+    "LOCK_FILE",
     "MODEL_FILE_PATTERNS",
     "PathLike",
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_text",
     "fix_permissions",
+    "locks_run",
     "process_umask",
+    "run_lock",
     "setup_logging",
     "staging_dir",
 ]
@@ -136,6 +143,67 @@ def staging_dir(out_dir: PathLike) -> Iterator[Path]:
             os.replace(p, out / p.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: The lock file of a run, inside the directory it writes.
+LOCK_FILE = ".speechdistill.lock"
+
+
+@contextlib.contextmanager
+def run_lock(directory: PathLike, name: str = LOCK_FILE) -> Iterator[Path]:
+    """Hold ``directory/name`` locked (``fcntl.flock``) while a run writes ``directory``.
+
+    A second run on the same directory fails at once with a :class:`RuntimeError` naming the
+    holder (pid, start time). The kernel releases the lock when its process dies, even by
+    ``kill -9``, so a stale file left behind is harmless; a clean exit removes it.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "pid ?"
+            os.close(fd)
+            raise RuntimeError(
+                f"{directory}: another speechdistill run ({holder}) is using this directory"
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break  # not removed by a finishing holder between our open and flock
+        os.close(fd)
+    try:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)  # releases the lock
+
+
+def locks_run(directory: str | Callable[..., PathLike]) -> Callable:
+    """Decorate a stage function to hold :func:`run_lock` on the directory it writes: the
+    argument named ``directory``, or ``directory(*args, **kwargs)``."""
+
+    def wrap(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if callable(directory):
+                path = directory(*args, **kwargs)
+            else:
+                path = signature.bind(*args, **kwargs).arguments[directory]
+            with run_lock(path):
+                return fn(*args, **kwargs)
+
+        return run
+
+    return wrap
 
 
 def setup_logging(verbosity: int = 0) -> None:

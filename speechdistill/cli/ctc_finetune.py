@@ -25,6 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev", required=True, help="dev data dir (model selection only)")
     p.add_argument("--out", required=True, help="output dir (model, processor, logs)")
     p.add_argument("--config", default=None, help="YAML file of options")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start over: remove OUT's previous training run (its checkpoints, model, logs) "
+        "instead of resuming it; without it a rerun resumes only a run of the same settings "
+        "and inputs and refuses any other",
+    )
     add_config_args(p, CTCTrainConfig, title="fine-tuning options (override the --config file)")
     p.set_defaults(func=_run)
 
@@ -34,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     from speechdistill.train.ctc_finetune import ctc_finetune
 
     config = CTCTrainConfig.from_sources(args.config, overrides_from_args(args))
-    summary = ctc_finetune(args.model, args.train, args.dev, args.out, config)
+    summary = ctc_finetune(args.model, args.train, args.dev, args.out, config, force=args.force)
     if summary:
         m = f"best_dev_{config.select_metric}"
         print(json.dumps({k: summary[k] for k in ("steps", "best_step", m, "sec_per_step")}))

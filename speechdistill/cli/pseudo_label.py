@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pseudo-label",
         help="label a data dir with the teacher (text.teacher + per-utterance statistics)",
         description="Stage 4 of the recipes. Writes OUT as a data dir with text.teacher, "
-        "utt2<stat> files, bad_utts and pseudo_label.json; resumes after a kill. Run several "
+        "utt2<stat> files, bad_utts and pseudo_label.json; resumes after a kill. Utterances "
+        "longer than --max-duration are skipped (counted), not truncated. A second run on the "
+        "same OUT (and job) is refused while the first runs. Run several "
         "jobs with --num-jobs/--job (then --finalize), or processes with `accelerate launch`.",
     )
     p.add_argument("--teacher", required=True, help="teacher model directory (stage 3)")
@@ -42,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rskd-k", type=int, default=0, help="cache K sampled teacher tokens/position")
     p.add_argument("--rskd-temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0, help="seed of the RS-KD draws")
+    p.add_argument(
+        "--max-duration",
+        type=float,
+        default=30.0,
+        help="skip longer utterances, seconds (at most 30, Whisper's window; they are counted "
+        "in pseudo_label.json and listed in bad_utts, never truncated)",
+    )
     p.add_argument("--num-jobs", type=int, default=1, help="jobs sharing this output dir")
     p.add_argument("--job", type=int, default=1, help="this job's number, 1..num-jobs")
     p.add_argument(
@@ -72,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         rskd_k=args.rskd_k,
         rskd_temperature=args.rskd_temperature,
         seed=args.seed,
+        max_duration=args.max_duration,
         device=args.device,
     )
     pseudo_label(args.teacher, args.data, args.out, config, num_jobs=args.num_jobs, job=args.job)

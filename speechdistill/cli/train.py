@@ -37,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev", required=True, help="dev data dir (model selection only)")
     p.add_argument("--out", required=True, help="output dir (model, logs, checkpoints)")
     p.add_argument("--config", default=None, help="YAML file of training options")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start over: remove OUT's previous training run (its checkpoints, model, logs) "
+        "instead of resuming it; without it a rerun resumes only a run of the same settings "
+        "and inputs and refuses any other",
+    )
     add_config_args(p)
     shared = [f for f in fields(HubertTrainConfig) if f.name not in HUBERT_ONLY_OPTIONS]
     whisper_defaults = {f.name: f.default for f in fields(TrainConfig)}
@@ -69,7 +76,9 @@ def _run(args: argparse.Namespace) -> int:
     from speechdistill.train.whisper_kd import train_whisper
 
     config = TrainConfig.from_sources(args.config, overrides_from_args(args))
-    summary = train_whisper(args.student, args.teacher, args.train, args.dev, args.out, config)
+    summary = train_whisper(
+        args.student, args.teacher, args.train, args.dev, args.out, config, force=args.force
+    )
     if summary:
         best = {k: summary[k] for k in ("steps", "best_step", "best_dev_wer", "sec_per_step")}
         print(json.dumps(best))
@@ -81,7 +90,9 @@ def _run_hubert(args: argparse.Namespace) -> int:
     from speechdistill.train.hubert_kd import train_hubert
 
     config = HubertTrainConfig.from_sources(args.config, overrides_from_args(args))
-    summary = train_hubert(args.teacher, args.train, args.dev, args.out, config, args.student)
+    summary = train_hubert(
+        args.teacher, args.train, args.dev, args.out, config, args.student, force=args.force
+    )
     if summary:
         best = {k: summary[k] for k in ("steps", "best_step", "best_dev_loss", "sec_per_step")}
         print(json.dumps(best))

@@ -52,7 +52,7 @@ from speechdistill.filter.diagnostics import (
 from speechdistill.filter.report import count_hours, score_summary, write_report
 from speechdistill.filter.scores import SCORES, compute_score, default_scores, write_scores
 from speechdistill.filter.select import parse_rule, select
-from speechdistill.utils import PathLike
+from speechdistill.utils import PathLike, locks_run
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def _check_bad_wer(config: FilterConfig) -> None:
             raise ValueError(f"bad-label WER thresholds must be >= 0, got {t}")
 
 
+@locks_run(lambda config: config.out)
 def filter_data_dir(config: FilterConfig) -> FilterResult:
     """Run the filter stage (see the module docstring)."""
     _check_bad_wer(config)

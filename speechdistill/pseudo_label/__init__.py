@@ -5,7 +5,7 @@ to the labelled utterances), ``text.teacher`` (and ``text.teacher_ts`` with time
 when asked), ``utt2teacher_tokens`` (the generated token ids, EOS included, so that training
 and the RS-KD cache use exactly the teacher's tokens), one ``utt2<stat>`` file per statistic of
 :data:`~speechdistill.pseudo_label.stats.STATS`, ``utt2dur``, ``bad_utts`` (unreadable audio,
-skipped) and ``pseudo_label.json`` (counts, speed). Resumable after a kill, and shardable over
+and audio longer than the 30 s window or ``max_duration``: skipped, never truncated) and ``pseudo_label.json`` (counts, speed). Resumable after a kill, and shardable over
 recipe jobs and ``accelerate launch`` processes, with the same result.
 
 - :mod:`~speechdistill.pseudo_label.config`: the settings and the label of one utterance;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,7 +11,7 @@ import torch
 from speechdistill.whisper.heuristics import text_stats
 from speechdistill.whisper.tokens import WINDOW_SECONDS
 
-__all__ = ["WORK_DIR", "PseudoLabelConfig", "UttLabel"]
+__all__ = ["WORK_DIR", "PseudoLabelConfig", "UttLabel", "check_window"]
 
 #: The stage's resumable work (plan and per-shard results) inside the output dir.
 WORK_DIR = ".pseudo_label"
@@ -36,12 +36,25 @@ class PseudoLabelConfig:
     rskd_k: int = 0
     rskd_temperature: float = 1.0
     seed: int = 0
+    #: Longer utterances are skipped (counted, listed in ``bad_utts``), never truncated: at most
+    #: Whisper's 30 s window, which the teacher sees whole.
+    max_duration: float = WINDOW_SECONDS
     device: str = "cpu"
 
     def identity(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("device")
         return d
+
+
+def check_window(utt_ids: Sequence[str], durations: Sequence[float]) -> None:
+    """Refuse audio longer than Whisper's window: the feature extractor would cut it silently."""
+    for utt, dur in zip(utt_ids, durations, strict=True):
+        if dur > WINDOW_SECONDS:
+            raise ValueError(
+                f"{utt}: {dur:.1f} s is longer than the teacher's {WINDOW_SECONDS:g} s window "
+                "(its label would be truncated); skip or segment it"
+            )
 
 
 @dataclass

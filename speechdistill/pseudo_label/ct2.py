@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from speechdistill.pseudo_label.config import PseudoLabelConfig, UttLabel
+from speechdistill.pseudo_label.config import PseudoLabelConfig, UttLabel, check_window
 from speechdistill.pseudo_label.stats import token_stats
 from speechdistill.utils import PathLike
 from speechdistill.whisper.ct2.binary import is_ct2_model_dir
@@ -211,6 +211,7 @@ class CT2Labeler:
         if not utt_ids:
             return []
         durations = [len(a) / SAMPLE_RATE for a in audios]
+        check_window(utt_ids, durations)
         feats = self.feature_extractor(
             list(audios), sampling_rate=SAMPLE_RATE, return_tensors="np"
         ).input_features.astype(np.float32, copy=False)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from speechdistill.cache import rskd_sample, utt_generator
-from speechdistill.pseudo_label.config import PseudoLabelConfig, UttLabel
+from speechdistill.pseudo_label.config import PseudoLabelConfig, UttLabel, check_window
 from speechdistill.pseudo_label.stats import token_stats
 from speechdistill.utils import PathLike
 from speechdistill.whisper.tokens import (
@@ -115,6 +115,7 @@ class HFLabeler:
         cfg = self.config
         model = self.model
         durations = [len(a) / SAMPLE_RATE for a in audios]
+        check_window(utt_ids, durations)
         feats = self.processor.feature_extractor(
             list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt"
         ).input_features.to(model.device, model.dtype)

@@ -23,7 +23,14 @@ from speechdistill.utils import PathLike, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Plan", "load_or_write_plan", "make_plan", "open_results", "read_results"]
+__all__ = [
+    "Plan",
+    "load_or_write_plan",
+    "make_plan",
+    "open_results",
+    "read_results",
+    "too_long_message",
+]
 
 
 @dataclass
@@ -34,6 +41,8 @@ class Plan:
     batches: list[list[str]]
     durations: dict[str, float]
     unreadable: dict[str, str] = field(default_factory=dict)
+    #: utterances longer than ``max_duration``: in no batch (never truncated), reported
+    too_long: dict[str, float] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), sort_keys=True) + "\n")
@@ -44,7 +53,8 @@ class Plan:
 
 
 def make_plan(data: PathLike, teacher: PathLike, config: PseudoLabelConfig) -> Plan:
-    """Read every duration (unreadable audio is recorded, not fatal) and cut length-sorted batches."""
+    """Read every duration (unreadable audio is recorded, not fatal) and cut length-sorted batches
+    of the utterances no longer than ``config.max_duration`` (the longer ones are recorded)."""
     reader = AudioReader(data)
     durations: dict[str, float] = {}
     unreadable: dict[str, str] = {}
@@ -61,8 +71,21 @@ def make_plan(data: PathLike, teacher: PathLike, config: PseudoLabelConfig) -> P
         "teacher": teacher_identity(teacher),
         "utterances_sha256": digest,
     }
-    batches = length_sorted_batches(durations, config.batch_size)
-    return Plan(identity, batches, durations, unreadable)
+    too_long = {u: d for u, d in durations.items() if d > config.max_duration}
+    if too_long:
+        log.warning("%s", too_long_message(too_long, config.max_duration))
+    kept = {u: d for u, d in durations.items() if u not in too_long}
+    batches = length_sorted_batches(kept, config.batch_size)
+    return Plan(identity, batches, durations, unreadable, too_long)
+
+
+def too_long_message(too_long: dict[str, float], limit: float) -> str:
+    """The one-line report of the utterances skipped for their length (the longest named)."""
+    utt, dur = max(too_long.items(), key=lambda kv: (kv[1], kv[0]))
+    return (
+        f"skipped {len(too_long)} utterances longer than {limit:g} s (e.g. {utt}, {dur:.1f} s); "
+        "label them with packing/long-form or segment them"
+    )
 
 
 def load_or_write_plan(work: Path, plan: Plan) -> Plan:

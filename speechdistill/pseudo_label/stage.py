@@ -7,6 +7,7 @@ take every S-th batch of the same plan, so the result does not depend on how the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -32,9 +33,10 @@ from speechdistill.pseudo_label.plan import (
     make_plan,
     open_results,
     read_results,
+    too_long_message,
 )
 from speechdistill.pseudo_label.stats import STATS
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import LOCK_FILE, PathLike, atomic_write_text, run_lock
 from speechdistill.whisper.tokens import WINDOW_SECONDS
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ class PseudoLabelSummary:
 
     num_utts: int
     num_unreadable: int
+    #: utterances longer than ``max_duration``, not labelled (listed in ``bad_utts``)
+    num_too_long: int
     audio_seconds: float
     wall_seconds: float
     num_shards: int
@@ -104,16 +108,31 @@ def pseudo_label(
     finalises after all are done. Returns the summary when this call finalised.
     """
     config = config or PseudoLabelConfig()
+    if not 0 < config.max_duration <= WINDOW_SECONDS:
+        raise ValueError(
+            f"--max-duration {config.max_duration:g}: must be in (0, {WINDOW_SECONDS:g}] s "
+            "(the teacher's window; longer audio would be truncated)"
+        )
     if config.cache_encoder and config.encoder_window < WINDOW_SECONDS:
         raise ValueError("--cache-encoder needs the full 30 s encoder window (the student's)")
     if not 1 <= job <= num_jobs:
         raise ValueError(f"job {job} is not in 1..{num_jobs}")
     check_stage_input(data, "pseudo-label")  # before the teacher pass, not after it
     out = Path(out)
-    work = out / WORK_DIR
-    rank, world, state = _dist()
+    rank, _, state = _dist()
     if state is not None and state.device.type == "cuda":
         config.device = str(state.device)
+    lock_name = LOCK_FILE if num_jobs == 1 else f"{LOCK_FILE}.job{job}-of-{num_jobs}"
+    with run_lock(out, lock_name) if rank == 0 else contextlib.nullcontext():
+        return _pseudo_label(teacher, data, out, config, num_jobs, job, labeler, state)
+
+
+def _pseudo_label(
+    teacher: PathLike, data: PathLike, out: Path, config: PseudoLabelConfig, num_jobs: int,
+    job: int, labeler: Any, state: Any,
+) -> PseudoLabelSummary | None:  # fmt: skip
+    work = out / WORK_DIR
+    rank, world = (0, 1) if state is None else (state.process_index, state.num_processes)
     plan = make_plan(data, teacher, config)
     if rank == 0:
         plan = load_or_write_plan(work, plan)
@@ -133,7 +152,7 @@ def pseudo_label(
     if state is not None:
         state.wait_for_everyone()
     if num_jobs == 1 and rank == 0:
-        return finalize(data, out)
+        return _finalize(data, out)
     return None
 
 
@@ -200,7 +219,11 @@ def _write_caches(out: Path, index: int, labels: list[UttLabel], config: PseudoL
 
 def finalize(data: PathLike, out: PathLike) -> PseudoLabelSummary:
     """Merge every shard's results into the output data dir (fails if a batch is missing)."""
-    out = Path(out)
+    with run_lock(out):
+        return _finalize(data, Path(out))
+
+
+def _finalize(data: PathLike, out: Path) -> PseudoLabelSummary:
     work = out / WORK_DIR
     plan = Plan.load(work / "plan.json")
     done = read_results(work)
@@ -218,8 +241,12 @@ def finalize(data: PathLike, out: PathLike) -> PseudoLabelSummary:
         bad.update(rec["bad"])
         for lb in rec["labels"]:
             labels[lb["utt"]] = lb
+    limit = plan.identity["config"].get("max_duration", WINDOW_SECONDS)
+    too_long = {u: f"longer than {limit:g} s ({d:.1f} s): not labelled, never truncated"
+                for u, d in plan.too_long.items()}  # fmt: skip
     if not labels:
-        raise RuntimeError(f"no utterance of {data} could be labelled (see {out / 'bad_utts'})")
+        detail = f"; {too_long_message(plan.too_long, limit)}" if too_long else ""
+        raise RuntimeError(f"no utterance of {data} could be labelled{detail}")
 
     tables, kinds = load_tables(data)
     outputs = ("text.teacher", "text.teacher_ts", "utt2teacher_tokens", "bad_utts")
@@ -234,11 +261,14 @@ def finalize(data: PathLike, out: PathLike) -> PseudoLabelSummary:
     for stat in STATS:
         write_kv(out / f"utt2{stat}", {u: _fmt(lb["stats"][stat]) for u, lb in labels.items()})
     write_kv(out / "utt2dur", {u: _fmt(plan.durations[u]) for u in labels})
+    if too_long:
+        log.warning("%s (listed in %s)", too_long_message(plan.too_long, limit), out / "bad_utts")
     if bad:
-        write_kv(out / "bad_utts", {u: " ".join(r.split()) for u, r in bad.items()})
         log.warning(
             "%d utterances skipped (unreadable audio), listed in %s", len(bad), out / "bad_utts"
         )
+    if bad or too_long:
+        write_kv(out / "bad_utts", {u: " ".join(r.split()) for u, r in {**bad, **too_long}.items()})
     elif (out / "bad_utts").exists():
         (out / "bad_utts").unlink()
     _write_cache_index(out, plan, done)
@@ -248,6 +278,7 @@ def finalize(data: PathLike, out: PathLike) -> PseudoLabelSummary:
     summary = PseudoLabelSummary(
         num_utts=len(labels),
         num_unreadable=len(bad),
+        num_too_long=len(too_long),
         audio_seconds=round(sum(plan.durations[u] for u in labels), 3),
         wall_seconds=round(wall, 3),
         num_shards=shards,
@@ -255,9 +286,10 @@ def finalize(data: PathLike, out: PathLike) -> PseudoLabelSummary:
     )
     atomic_write_text(out / "pseudo_label.json", json.dumps(summary.to_json(), indent=2) + "\n")
     log.info(
-        "pseudo-labelled %d utterances (%.2f h), %d skipped; %.2f utt/s of model time",
-        summary.num_utts, summary.audio_seconds / 3600, summary.num_unreadable,
-        summary.num_utts / max(wall, 1e-9),
+        "pseudo-labelled %d utterances (%.2f h), %d skipped (%d unreadable, %d too long); "
+        "%.2f utt/s of model time",
+        summary.num_utts, summary.audio_seconds / 3600, len(bad) + len(too_long), len(bad),
+        len(too_long), summary.num_utts / max(wall, 1e-9),
     )  # fmt: skip
     return summary
 

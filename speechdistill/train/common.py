@@ -219,6 +219,62 @@ def plot_curves(
     return path
 
 
+#: The files of an accelerate checkpoint, in the order ``load_state`` reads them.
+CHECKPOINT_FILES = ("model*.safetensors", "model*.bin", "optimizer*.bin", "scheduler*.bin", "sampler*.bin",
+                    "dl_state_dict*.bin", "scaler.pt")  # fmt: skip
+
+
+def _bad_file(directory: Path) -> tuple[Path, Exception] | None:
+    """The first file of a checkpoint that ``torch.load(weights_only=True)`` refuses."""
+    from accelerate.utils import load
+    from safetensors.torch import load_file
+
+    for pattern in CHECKPOINT_FILES:
+        for path in sorted(directory.glob(pattern)):
+            try:
+                if path.suffix == ".safetensors":
+                    load_file(path)
+                else:
+                    load(path, map_location="cpu", weights_only=True)
+            except Exception as e:
+                return path, e
+    return None
+
+
+def load_checkpoint(acc, directory: Path) -> None:
+    """``acc.load_state`` (pickles only with ``weights_only=True``), with one-line errors.
+
+    A file it cannot load (corrupt, or a pickle the safe loader refuses) is a
+    :class:`ValueError` naming it. RNG states it cannot load are a warning: the model,
+    optimiser, schedule and data position are restored, but random draws (dropout, masks) no
+    longer follow the uninterrupted run, so the resume is not bit-exact.
+    """
+    from accelerate.utils import load
+
+    try:
+        acc.load_state(str(directory), load_kwargs={"weights_only": True})
+    except Exception as e:
+        bad = _bad_file(directory)
+        path, err = bad if bad is not None else (directory, e)
+        kind = "optimizer state" if "optimizer" in path.name else "checkpoint file"
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+        raise ValueError(
+            f"{path}: not a valid {kind} ({reason}); remove that checkpoint to "
+            "resume from an earlier one, or --force"
+        ) from e
+    rng = directory / f"random_states_{acc.process_index}.pkl"
+    try:
+        states = load(rng, weights_only=True)
+        if "torch_manual_seed" not in states:
+            raise KeyError("torch_manual_seed")
+    except Exception as e:
+        log.warning(
+            "%s: the RNG states could not be restored (%s): resuming, but the run will not "
+            "be bit-exact (dropout and sampling draws differ from an uninterrupted run)",
+            rng, " ".join(f"{type(e).__name__}: {e}".split())[:200],
+        )  # fmt: skip
+
+
 class AcceleratedTrainer:
     """The shared loop. A subclass's ``__init__`` sets ``config`` (``max_steps``, ``grad_accum``,
     ``max_grad_norm``, ``log_steps``, ``eval_steps``, ``save_steps``, ``keep_checkpoints``),
@@ -466,9 +522,14 @@ class AcceleratedTrainer:
         if not done:
             return
         latest = done[-1]
-        self.acc.load_state(str(latest))
+        load_checkpoint(self.acc, latest)
         state = json.loads((latest / STATE).read_text(encoding="utf-8"))
         self.state = type(self.state)(**state)
+        if self.state.step > self.config.max_steps:
+            raise ValueError(
+                f"{latest}: the run is at step {self.state.step}, past max_steps "
+                f"{self.config.max_steps}: use --force to start over, or another --out"
+            )
         if self.ema is not None and (latest / "ema.safetensors").is_file():
             from safetensors.torch import load_file
 

@@ -35,6 +35,7 @@ from speechdistill.train.common import (
 )
 from speechdistill.train.config import CTCTrainConfig
 from speechdistill.train.losses import IGNORE_INDEX
+from speechdistill.train.run import check_run, data_input, model_input, run_identity, training_lock
 from speechdistill.train.waveform import WaveformDataset, length_batches
 from speechdistill.utils import PathLike, atomic_write_text
 
@@ -112,6 +113,8 @@ class CTCTrainer(AcceleratedTrainer):
         dev_dir: PathLike,
         out_dir: PathLike,
         config: CTCTrainConfig,
+        *,
+        force: bool = False,
     ):
         from accelerate.utils import set_seed
         from transformers import AutoConfig, Wav2Vec2FeatureExtractor
@@ -120,6 +123,11 @@ class CTCTrainer(AcceleratedTrainer):
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.acc = make_accelerator(config.mixed_precision)
+        inputs = {"model": model_input(model_dir), "train": data_input(train_dir),
+                  "dev": data_input(dev_dir)}  # fmt: skip
+        check_run(self.out, run_identity(config, inputs), force=force,
+                  main_process=self.acc.is_main_process)  # fmt: skip
+        self.acc.wait_for_everyone()
         set_seed(config.seed)
         texts = _labels(train_dir, config)
         vocab = build_vocab(texts.values())
@@ -257,6 +265,10 @@ def ctc_finetune(
     dev_dir: PathLike,
     out_dir: PathLike,
     config: CTCTrainConfig,
+    *,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Fine-tune (or resume) and return the summary written to ``out_dir/train.json``."""
-    return CTCTrainer(model_dir, train_dir, dev_dir, out_dir, config).train()
+    """Fine-tune (or resume the same run: see :mod:`~speechdistill.train.run`; ``force`` starts
+    over) and return the summary written to ``out_dir/train.json``."""
+    with training_lock(out_dir):
+        return CTCTrainer(model_dir, train_dir, dev_dir, out_dir, config, force=force).train()

@@ -52,6 +52,14 @@ from speechdistill.train.hubert_student import (
     load_hubert_student,
 )
 from speechdistill.train.losses import layerwise_distill_loss
+from speechdistill.train.run import (
+    check_run,
+    data_input,
+    model_input,
+    run_identity,
+    teacher_input,
+    training_lock,
+)
 from speechdistill.train.waveform import WaveformDataset, length_batches
 from speechdistill.utils import PathLike
 
@@ -256,6 +264,8 @@ class HubertKDTrainer(AcceleratedTrainer):
         out_dir: PathLike,
         config: HubertTrainConfig,
         student: PathLike = NEW_STUDENT,
+        *,
+        force: bool = False,
     ):
         from accelerate.utils import set_seed
 
@@ -263,6 +273,13 @@ class HubertKDTrainer(AcceleratedTrainer):
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.acc = make_accelerator(config.mixed_precision)
+        new = str(student) == NEW_STUDENT
+        inputs = {"student": {"path": NEW_STUDENT} if new else model_input(student),
+                  "teacher": teacher_input(teacher_dir), "train": data_input(train_dir),
+                  "dev": data_input(dev_dir)}  # fmt: skip
+        check_run(self.out, run_identity(config, inputs), force=force,
+                  main_process=self.acc.is_main_process, extra_files=[TARGETS_FILE])  # fmt: skip
+        self.acc.wait_for_everyone()
         set_seed(config.seed)
         self.teacher = load_ssl_teacher(teacher_dir, device=self.acc.device)
         if str(student) == NEW_STUDENT:
@@ -435,7 +452,12 @@ def train_hubert(
     out_dir: PathLike,
     config: HubertTrainConfig,
     student: PathLike = NEW_STUDENT,
+    *,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Distil (or resume) and return the summary written to ``out_dir/train.json``."""
-    trainer = HubertKDTrainer(teacher_dir, train_dir, dev_dir, out_dir, config, student)
-    return trainer.train()
+    """Distil (or resume the same run: see :mod:`~speechdistill.train.run`; ``force`` starts
+    over) and return the summary written to ``out_dir/train.json``."""
+    with training_lock(out_dir):
+        trainer = HubertKDTrainer(teacher_dir, train_dir, dev_dir, out_dir, config, student,
+                                  force=force)  # fmt: skip
+        return trainer.train()

@@ -60,6 +60,14 @@ from speechdistill.train.losses import (
     kd_loss,
     sparse_kd_loss,
 )
+from speechdistill.train.run import (
+    check_run,
+    data_input,
+    model_input,
+    run_identity,
+    teacher_input,
+    training_lock,
+)
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -218,6 +226,8 @@ class WhisperKDTrainer(AcceleratedTrainer):
         dev_dir: PathLike,
         out_dir: PathLike,
         config: TrainConfig,
+        *,
+        force: bool = False,
     ):
         from accelerate.utils import set_seed
 
@@ -228,6 +238,11 @@ class WhisperKDTrainer(AcceleratedTrainer):
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.acc = make_accelerator(config.mixed_precision)
+        inputs = {"student": model_input(student_dir), "teacher": teacher_input(teacher_dir),
+                  "train": data_input(train_dir), "dev": data_input(dev_dir)}  # fmt: skip
+        check_run(self.out, run_identity(config, inputs), force=force,
+                  main_process=self.acc.is_main_process, extra_files=[DEV_DECODE])  # fmt: skip
+        self.acc.wait_for_everyone()
         set_seed(config.seed)
         device = self.acc.device
         # float32 master weights whatever the device (mixed precision autocasts the compute)
@@ -480,7 +495,12 @@ def train_whisper(
     dev_dir: PathLike,
     out_dir: PathLike,
     config: TrainConfig,
+    *,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Train (or resume) and return the summary written to ``out_dir/train.json``."""
-    trainer = WhisperKDTrainer(student_dir, teacher_dir, train_dir, dev_dir, out_dir, config)
-    return trainer.train()
+    """Train (or resume the same run: see :mod:`~speechdistill.train.run`; ``force`` starts
+    over) and return the summary written to ``out_dir/train.json``."""
+    with training_lock(out_dir):
+        trainer = WhisperKDTrainer(student_dir, teacher_dir, train_dir, dev_dir, out_dir, config,
+                                   force=force)  # fmt: skip
+        return trainer.train()
