@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from speechdistill.batching import pad_waveforms
-from speechdistill.datadir import DataDir
+from speechdistill.datadir import DataDir, check_stage_input
 from speechdistill.inference.ctc import CTCTranscriber, build_vocab, ctc_class, make_processor
 from speechdistill.train.common import (
     AcceleratedTrainer,
@@ -119,6 +119,8 @@ class CTCTrainer(AcceleratedTrainer):
         from accelerate.utils import set_seed
         from transformers import AutoConfig, Wav2Vec2FeatureExtractor
 
+        check_stage_input(train_dir, "ctc-finetune", needs=("text",))  # before any model
+        check_stage_input(dev_dir, "ctc-finetune (dev set)", needs=("text",))
         self.config = config
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)

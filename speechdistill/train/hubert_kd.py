@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from speechdistill.batching import pad_waveforms
+from speechdistill.datadir import check_stage_input
 from speechdistill.teachers.hubert import (
     WHISPER_FRAMES,
     Teacher,
@@ -269,6 +270,8 @@ class HubertKDTrainer(AcceleratedTrainer):
     ):
         from accelerate.utils import set_seed
 
+        check_stage_input(train_dir, "train")  # before any model
+        check_stage_input(dev_dir, "train (dev set)")
         self.config = config
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
