@@ -103,6 +103,7 @@ class CTCTrainer(AcceleratedTrainer):
     """Set up model, vocabulary, data and accelerate; :meth:`train` runs to ``max_steps``."""
 
     loss_keys = ("loss",)
+    owner = "ctc-finetune"
     log_fields = ("step", "epoch", "loss", "grad_norm", "lr", "sec_per_step")
 
     def __init__(
@@ -118,7 +119,7 @@ class CTCTrainer(AcceleratedTrainer):
 
         self.config = config
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._claim_out()
         self.acc = make_accelerator(config.mixed_precision)
         set_seed(config.seed)
         texts = _labels(train_dir, config)

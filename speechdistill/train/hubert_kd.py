@@ -261,7 +261,7 @@ class HubertKDTrainer(AcceleratedTrainer):
 
         self.config = config
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._claim_out()
         self.acc = make_accelerator(config.mixed_precision)
         set_seed(config.seed)
         self.teacher = load_ssl_teacher(teacher_dir, device=self.acc.device)

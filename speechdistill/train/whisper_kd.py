@@ -223,7 +223,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
 
         self.config = config
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._claim_out()
         self.acc = make_accelerator(config.mixed_precision)
         set_seed(config.seed)
         device = self.acc.device
