@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "CLAIM_IGNORED",
     "MODEL_FILE_PATTERNS",
     "OWNER_FILE",
     "PathLike",
@@ -97,6 +98,11 @@ def fix_permissions(root: Path, *, include_root: bool = False) -> None:
 OWNER_FILE = ".speechdistill.json"
 
 
+#: What a recipe may leave in an output directory before its stage runs (job logs, stage
+#: markers); it does not make the directory someone else's.
+CLAIM_IGNORED = ("log", ".*")
+
+
 def dir_owner(directory: PathLike) -> str | None:
     """The command named by ``directory``'s :data:`OWNER_FILE`, or None (absent or unreadable)."""
     try:
@@ -125,14 +131,15 @@ def check_owned(
 
     Ownership: ``out``'s :data:`OWNER_FILE` names ``owner``; or, for outputs of releases that
     wrote no marker, ``out`` holds one of ``legacy_record`` (the record the command writes) and
-    every entry but ``.done`` matches one of the ``legacy`` glob patterns.
+    every entry but a recipe's ``.*done`` markers matches one of the ``legacy`` glob patterns.
+    ``ignore``: glob patterns of entries that do not count (e.g. a recipe's ``log``).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory; {hint}")
     if not out.is_dir():
         return
-    names = [p.name for p in out.iterdir() if p.name not in ignore]
+    names = [p.name for p in out.iterdir() if not _matches(p.name, ignore)]
     if not names:
         return
     found = dir_owner(out)
@@ -144,7 +151,7 @@ def check_owned(
             f"not replacing it: {hint}"
         )
     if any(r in names for r in legacy_record) and all(
-        n == ".done" or any(fnmatch.fnmatchcase(n, pat) for pat in legacy) for n in names
+        _matches(n, (".*done", *legacy)) for n in names
     ):
         log.info("%s: output of an earlier speechdistill %s (no %s)", out, owner, OWNER_FILE)
         return
@@ -152,6 +159,10 @@ def check_owned(
         f"{out}: not empty and not written by `speechdistill {owner}` (no {OWNER_FILE}); "
         f"not replacing it: {hint}"
     )
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pat) for pat in patterns)
 
 
 def claim_dir(out: PathLike, owner: str, **check: Any) -> Path:
@@ -219,7 +230,8 @@ def staging_dir(
     replace the model files of ``out_dir`` (see :data:`MODEL_FILE_PATTERNS`; other files, such as
     a recipe's notes, stay). On error ``out_dir`` keeps its previous model.
 
-    ``out_dir`` must be absent, empty or the command ``owner``'s (:func:`claim_dir`; an older
+    ``out_dir`` must be absent, empty (but for :data:`CLAIM_IGNORED`) or the command ``owner``'s
+    (:func:`claim_dir`; an older
     release's output holds one of ``legacy_record``). Raises :class:`ValueError` otherwise, if
     ``out_dir`` is a file or if it holds a CTranslate2 model.
     """
@@ -230,7 +242,7 @@ def staging_dir(
         raise ValueError(
             f"{out}: holds a CTranslate2 model (model.bin); write the transformers model elsewhere"
         )
-    claim_dir(out, owner, legacy_record=legacy_record, ignore=("log",))
+    claim_dir(out, owner, legacy_record=legacy_record, ignore=CLAIM_IGNORED)
     tmp = Path(tempfile.mkdtemp(prefix=".staging.", dir=out))
     try:
         yield tmp

@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from speechdistill.utils import (
+    CLAIM_IGNORED,
     OWNER_FILE,
     PathLike,
     atomic_open,
@@ -314,7 +315,7 @@ class AcceleratedTrainer:
             self.out,
             self.owner,
             legacy_record=("train_log.csv", CHECKPOINTS, "train.json"),
-            ignore=("log",),
+            ignore=CLAIM_IGNORED,
             hint="choose another output directory or remove it yourself",
         )
 
