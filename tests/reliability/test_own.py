@@ -314,3 +314,18 @@ def test_replace_dir_restores_the_previous_dir_when_the_move_fails(tmp_path, mon
     assert (out / "a").read_text() == "old"
     check_owned(out, "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out"]
+
+
+def test_decode_refuses_to_write_into_a_data_dir(exp, tmp_path, caplog):
+    data = _data_dir(tmp_path / "test", n=2)
+    before = _snapshot(data)
+    argv = ["decode", "--model", str(exp.student), "--data", str(data), "--out", str(data)]
+    with caplog.at_level(logging.ERROR):
+        assert main(argv) == 1
+        assert main(["decode", "--out", str(data), "--merge", str(tmp_path / "part1")]) == 1
+    assert _snapshot(data) == before  # the references in text are intact
+    errors = {r.getMessage() for r in caplog.records if r.levelno == logging.ERROR}
+    assert errors == {
+        f"{data}: holds wav.scp, a data dir whose text the hypotheses would replace; "
+        "choose another --out"
+    }
