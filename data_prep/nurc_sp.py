@@ -75,7 +75,7 @@ from data_prep.common import (
     speaker_key,
 )
 from data_prep.folder import AUDIO_EXTENSIONS
-from speechdistill.utils import PathLike, setup_logging
+from speechdistill.utils import PathLike, check_owned, mark_owned, setup_logging
 
 log = logging.getLogger("data_prep.nurc_sp")
 
@@ -86,6 +86,8 @@ SPEAKER_MODES = ("diarized", "recording")
 REQUIRED_COLUMNS = ("audio_name", "file_path", "text", "start_time", "end_time")
 #: Written in a finished extraction folder.
 EXTRACTED_MARKER = ".extracted"
+#: The owner recorded in a temporary extraction folder (:data:`~speechdistill.utils.OWNER_FILE`).
+EXTRACT_OWNER = "data_prep.nurc_sp extract"
 #: Rows whose audio is looked up before deciding whether an archive must be extracted.
 _PROBE_ROWS = 20
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -164,7 +166,8 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     """Extract ``archive`` into ``dest`` once (atomically: a temporary folder, then a rename).
 
     A ``dest`` holding :data:`EXTRACTED_MARKER` is reused; a leftover temporary folder of an
-    interrupted run is removed and the extraction starts again; a ``dest`` without the marker
+    interrupted run (marked as this function's, see :func:`~speechdistill.utils.check_owned`) is
+    removed and the extraction starts again; a ``dest`` without the marker
     (not made by this function) is an error rather than being overwritten.
     """
     if (dest / EXTRACTED_MARKER).is_file():
@@ -177,9 +180,11 @@ def extract_archive(archive: Path, dest: Path) -> Path:
         )
     tmp = dest.parent / f".{dest.name}.partial"
     if tmp.exists():
+        check_owned(tmp, EXTRACT_OWNER, hint="remove it yourself or choose another --extract-dir")
         log.warning("removing %s, left by an interrupted extraction", tmp)
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    mark_owned(tmp, EXTRACT_OWNER)
     size_gb = archive.stat().st_size / 1e9
     log.info("extracting %s (%.2f GB) into %s", archive, size_gb, dest)
     with tarfile.open(archive, "r:*") as tf:

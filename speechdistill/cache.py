@@ -27,12 +27,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import PathLike, atomic_write_text, check_owned, replace_dir
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = "cache"  # a pseudo-labelled data dir's cache, beside its text.teacher
 INDEX = "index.json"
+#: The owner of a combined cache (:data:`~speechdistill.utils.OWNER_FILE`); a cache without the
+#: marker is replaced only if it holds an index and nothing else than a cache's entries.
+COMBINED_OWNER = "data combine"
+_OWNED = {"legacy_record": (INDEX,), "legacy": (INDEX, "encoder", "rskd", "[0-9]*")}
 KINDS = ("encoder", "rskd")
 
 
@@ -178,7 +182,7 @@ def merge_cache_indexes(srcs: Sequence[PathLike]) -> CacheIndex:
 def combine_caches(dst: PathLike, srcs: Sequence[PathLike], index: CacheIndex) -> CacheIndex:
     """Write the union of caches ``srcs`` (``index``: their :func:`merge_cache_indexes`, merged
     before anything is written) to ``dst``, shards hard-linked (copied across file systems).
-    ``dst`` is replaced as a whole, atomically."""
+    ``dst`` is replaced as a whole, atomically, if it is an earlier cache (``ValueError`` if not)."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
@@ -195,14 +199,7 @@ def combine_caches(dst: PathLike, srcs: Sequence[PathLike], index: CacheIndex) -
                 except OSError:
                     shutil.copy2(Path(srcs[int(i)]) / rel, target)
         index.save(tmp)
-        old = None
-        if dst.exists():
-            old = dst.with_name(f".{dst.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dst, old)
-        os.replace(tmp, dst)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, dst, COMBINED_OWNER, **_OWNED)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -227,6 +224,7 @@ def combine_labelled(dst: PathLike, srcs: Sequence[PathLike]) -> CacheIndex | No
             "combine: not combining the teacher caches (%s/): missing from %s", CACHE_DIR, missing
         )
     index = merge_cache_indexes(caches) if len(have) == len(caches) else None
+    check_owned(Path(dst) / CACHE_DIR, COMBINED_OWNER, **_OWNED)
     dst = combine(dst, srcs)
     if index is not None:
         combine_caches(dst / CACHE_DIR, caches, index)

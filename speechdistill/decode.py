@@ -139,6 +139,7 @@ def transcribe_data_dir(
     length-sorted batches and the outputs of the module docstring are written to ``out_dir``."""
     out_dir = Path(out_dir)
     check_stage_input(data_dir, desc)
+    _check_out_dir(out_dir)
     reader = AudioReader(data_dir)
     bad: dict[str, str] = {}
     durations = _durations(reader, bad, skip_bad=skip_bad)
@@ -191,6 +192,15 @@ def transcribe_data_dir(
     return summary
 
 
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an output dir that is a data dir: its ``text`` (the references) would be replaced."""
+    if (out_dir / "wav.scp").exists():
+        raise ValueError(
+            f"{out_dir}: holds wav.scp, a data dir whose text the hypotheses would replace; "
+            "choose another --out"
+        )
+
+
 @locks_run("out_dir")
 def merge_decode_dirs(out_dir: PathLike, parts: list[PathLike]) -> DecodeSummary:
     """Merge the outputs of decode jobs (``--nj``) into ``out_dir``.
@@ -199,6 +209,7 @@ def merge_decode_dirs(out_dir: PathLike, parts: list[PathLike]) -> DecodeSummary
     the speed summary adds the parts' audio and wall seconds, so its RTFx is per process.
     """
     out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
     parts = [Path(p) for p in parts]
     merge_split([p / "text" for p in parts], out_dir / "text")
     merge_split([p / "utt2decode_time" for p in parts], out_dir / "utt2decode_time")

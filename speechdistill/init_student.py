@@ -371,8 +371,8 @@ def init_student(
     )
     del teacher
 
-    (out / STUDENT_JSON).unlink(missing_ok=True)  # written again last: it marks a finished student
-    with staging_dir(out) as tmp:
+    with staging_dir(out, "init-student", legacy_record=(STUDENT_JSON,)) as tmp:
+        (out / STUDENT_JSON).unlink(missing_ok=True)  # written again last: marks a finished student
         student.save_pretrained(tmp)
         gen.save_pretrained(tmp)
         processor.save_pretrained(tmp)

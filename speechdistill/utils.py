@@ -1,36 +1,48 @@
-"""Small shared helpers: atomic file and model-directory writes, logging set-up."""
+"""Small shared helpers: atomic file and model-directory writes, ownership markers of the
+directories the toolkit writes, logging set-up."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import fnmatch
 import functools
 import inspect
+import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "CLAIM_IGNORED",
     "LOCK_FILE",
     "MODEL_FILE_PATTERNS",
+    "OWNER_FILE",
     "PathLike",
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_owned",
+    "claim_dir",
+    "dir_owner",
     "fix_permissions",
     "locks_run",
+    "mark_owned",
     "process_umask",
+    "replace_dir",
     "run_lock",
     "setup_logging",
     "staging_dir",
 ]
 
 PathLike = str | os.PathLike
+
+log = logging.getLogger(__name__)
 
 # The process umask, read once at import (os.umask can only be read by setting it).
 _UMASK = os.umask(0o022)
@@ -88,6 +100,110 @@ def fix_permissions(root: Path, *, include_root: bool = False) -> None:
         os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
 
 
+#: The ownership marker: written (atomically) into every directory the toolkit creates and may
+#: later replace or write over, naming the command that owns it (see :func:`check_owned`).
+OWNER_FILE = ".speechdistill.json"
+
+
+#: What a recipe may leave in an output directory before its stage runs (job logs, stage
+#: markers); it does not make the directory someone else's.
+CLAIM_IGNORED = ("log", ".*")
+
+
+def dir_owner(directory: PathLike) -> str | None:
+    """The command named by ``directory``'s :data:`OWNER_FILE`, or None (absent or unreadable)."""
+    try:
+        found = json.loads((Path(directory) / OWNER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found.get("owner") if isinstance(found, dict) else None
+
+
+def mark_owned(directory: PathLike, owner: str) -> None:
+    """Write ``directory``'s :data:`OWNER_FILE`: the command ``owner`` wrote it."""
+    atomic_write_text(Path(directory) / OWNER_FILE, json.dumps({"owner": owner}) + "\n")
+
+
+def check_owned(
+    out: PathLike,
+    owner: str,
+    *,
+    legacy_record: Sequence[str] = (),
+    legacy: Sequence[str] = ("*",),
+    ignore: Sequence[str] = (),
+    hint: str = "choose another output directory or remove it yourself",
+) -> None:
+    """Refuse (``ValueError`` naming ``out`` and ``hint``, the way out) to replace or write over
+    ``out`` unless it is absent, empty (but for the ``ignore`` names) or owned by ``owner``.
+
+    Ownership: ``out``'s :data:`OWNER_FILE` names ``owner``; or, for outputs of releases that
+    wrote no marker, ``out`` holds one of ``legacy_record`` (the record the command writes) and
+    every entry but a recipe's ``.*done`` markers matches one of the ``legacy`` glob patterns.
+    ``ignore``: glob patterns of entries that do not count (e.g. a recipe's ``log``).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory; {hint}")
+    if not out.is_dir():
+        return
+    names = [p.name for p in out.iterdir() if not _matches(p.name, ignore)]
+    if not names:
+        return
+    found = dir_owner(out)
+    if found == owner:
+        return
+    if found is not None:
+        raise ValueError(
+            f"{out}: written by `speechdistill {found}`, not `speechdistill {owner}`; "
+            f"not replacing it: {hint}"
+        )
+    if any(r in names for r in legacy_record) and all(
+        _matches(n, (".*done", *legacy)) for n in names
+    ):
+        log.info("%s: output of an earlier speechdistill %s (no %s)", out, owner, OWNER_FILE)
+        return
+    raise ValueError(
+        f"{out}: not empty and not written by `speechdistill {owner}` (no {OWNER_FILE}); "
+        f"not replacing it: {hint}"
+    )
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pat) for pat in patterns)
+
+
+def claim_dir(out: PathLike, owner: str, **check: Any) -> Path:
+    """:func:`check_owned` (keywords ``check``), then create ``out`` and mark it ``owner``'s."""
+    out = Path(out)
+    check_owned(out, owner, **check)
+    out.mkdir(parents=True, exist_ok=True)
+    if dir_owner(out) != owner:
+        mark_owned(out, owner)
+    return out
+
+
+def replace_dir(new: PathLike, out: PathLike, owner: str, **check: Any) -> None:
+    """Move the finished directory ``new`` to ``out`` (marked ``owner``'s), replacing a previous
+    ``out`` only if :func:`check_owned` (keywords ``check``) accepts it. The previous ``out`` is
+    kept until ``new`` is in place; on error it is put back."""
+    new, out = Path(new), Path(out)
+    check_owned(out, owner, **check)
+    mark_owned(new, owner)
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "dir")
+    try:
+        os.rename(new, out)
+    except OSError:
+        if old is not None:
+            os.replace(old / "dir", out)
+            old.rmdir()
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 #: The configuration files of a transformers Whisper model directory.
 CONFIG_FILES = ("config.json", "generation_config.json")
 #: The processor files (feature extractor and tokenizer) of a transformers model directory.
@@ -114,12 +230,17 @@ MODEL_FILE_PATTERNS = (
 
 
 @contextlib.contextmanager
-def staging_dir(out_dir: PathLike) -> Iterator[Path]:
+def staging_dir(
+    out_dir: PathLike, owner: str, *, legacy_record: Sequence[str] = ()
+) -> Iterator[Path]:
     """Write a model into a hidden temporary directory inside ``out_dir``; on success its files
     replace the model files of ``out_dir`` (see :data:`MODEL_FILE_PATTERNS`; other files, such as
     a recipe's notes, stay). On error ``out_dir`` keeps its previous model.
 
-    Raises :class:`ValueError` if ``out_dir`` is a file or holds a CTranslate2 model.
+    ``out_dir`` must be absent, empty (but for :data:`CLAIM_IGNORED`) or the command ``owner``'s
+    (:func:`claim_dir`; an older
+    release's output holds one of ``legacy_record``). Raises :class:`ValueError` otherwise, if
+    ``out_dir`` is a file or if it holds a CTranslate2 model.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -128,7 +249,7 @@ def staging_dir(out_dir: PathLike) -> Iterator[Path]:
         raise ValueError(
             f"{out}: holds a CTranslate2 model (model.bin); write the transformers model elsewhere"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    claim_dir(out, owner, legacy_record=legacy_record, ignore=CLAIM_IGNORED)
     tmp = Path(tempfile.mkdtemp(prefix=".staging.", dir=out))
     try:
         yield tmp

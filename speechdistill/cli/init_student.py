@@ -53,7 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["float32", "float16", "bfloat16"],
         help="weights dtype (default: the teacher's)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace the model in a non-empty OUT")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the model in OUT, an earlier init-student output (a folder it did not "
+        "write is refused)",
+    )
     p.set_defaults(func=_run)
 
 

@@ -60,7 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--results-md", default=None, help="RESULTS.md to copy (default: written from the results)"
     )
-    p.add_argument("--out", default=None, help="the hub folder (default: MODEL/hub); replaced")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="the hub folder (default: MODEL/hub); an earlier one is replaced, a non-empty "
+        "folder publish did not write is refused",
+    )
     p.add_argument("--repo-id", default=None, help="Hub repository, USER/NAME (needed to upload)")
     p.add_argument("--private", action="store_true", help="create the repository private")
     p.add_argument(

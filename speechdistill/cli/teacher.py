@@ -83,7 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="weight quantization (default: keep the stored type)",
     )
-    exp.add_argument("--force", action="store_true", help="overwrite a non-empty OUT")
+    exp.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier export in OUT (a folder it did not write is refused)",
+    )
     exp.set_defaults(func=_export_ct2)
 
     prep = tsub.add_parser(

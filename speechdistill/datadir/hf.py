@@ -46,9 +46,18 @@ from speechdistill.audio import (
     write_wav,
 )
 from speechdistill.datadir.core import DataDir, DataDirError, check_id, is_utt_file, write_kv
-from speechdistill.utils import PathLike
+from speechdistill.utils import PathLike, check_owned, replace_dir
 
 log = logging.getLogger(__name__)
+
+#: The owner of a saved dataset (:data:`~speechdistill.utils.OWNER_FILE`); one without the marker
+#: is replaced only if it holds what ``save_to_disk`` writes and nothing else.
+HF_OWNER = "data to-hf"
+_OWNED = {
+    "legacy_record": ("dataset_info.json",),
+    "legacy": ("data-*.arrow", "dataset_info.json", "state.json"),
+    "hint": "choose another OUT or remove it yourself",
+}
 
 #: Files a data dir conversion handles itself (never extra columns / extra files).
 RESERVED_FILES = frozenset(
@@ -175,21 +184,17 @@ def save_to_hf(
     """Write :func:`to_hf`'s dataset with ``save_to_disk`` to ``out_dir`` (replaced as a whole).
 
     Rows stream through a temporary Arrow file beside ``out_dir``, so memory stays small.
-    An existing ``out_dir`` is replaced only if it is a saved dataset (or empty).
+    An existing ``out_dir`` is replaced only if it is empty or an earlier output (ValueError).
     """
     out = Path(out_dir)
-    saved = any((out / n).exists() for n in ("dataset_info.json", "dataset_dict.json"))
-    if out.exists() and any(out.iterdir()) and not saved:
-        raise FileExistsError(f"{out} exists and is not a saved dataset: not replacing it")
+    check_owned(out, HF_OWNER, **_OWNED)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         ds = to_hf(datadir, extra_files=extra_files, audio_format=audio_format, cache_dir=tmp)
         ds.save_to_disk(str(tmp / "dataset"))
         del ds
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp / "dataset", out)
+        replace_dir(tmp / "dataset", out, HF_OWNER, **_OWNED)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("saved %s", out)

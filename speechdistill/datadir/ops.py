@@ -15,6 +15,7 @@ import logging
 import os
 import random as _random
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from speechdistill.datadir.fix import (
     write_tables,
 )
 from speechdistill.datadir.validate import read_kaldi_file
-from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.utils import PathLike, atomic_write_text, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,8 @@ def split(src: PathLike, n: int, *, by_speaker: bool = False) -> list[Path]:
     Parts are contiguous runs of utterances in C order, balanced in size (the first ones get one
     more when ``n`` does not divide the count). With ``by_speaker`` no speaker is split across
     parts (they go to ``split{n}spk/``). A split whose source files have not changed since is
-    reused. Returns the part directories.
+    reused; the parts are written beside it and then replace it whole (a directory there that is
+    not a split is refused, never removed). Returns the part directories.
     """
     src = Path(src)
     if n < 1:
@@ -279,11 +281,17 @@ def split(src: PathLike, n: int, *, by_speaker: bool = False) -> list[Path]:
     chunks = (
         _chunks_by_speaker(src, utt2spk, n) if by_speaker else _chunks(src, c_sorted(utt2spk), n)
     )
-    if out.exists():
-        shutil.rmtree(out)
-    for part, chunk in zip(parts, chunks, strict=True):
-        write_tables(part, restrict(tables, kinds, chunk))
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for i, chunk in enumerate(chunks, 1):
+            write_tables(tmp / str(i), restrict(tables, kinds, chunk))
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+        # an earlier split (or one of Kaldi's split_data.sh: numbered parts only) is replaced
+        replace_dir(tmp, out, "data split", legacy_record=("1",), legacy=("[0-9]*", MANIFEST),
+                    hint="move it out of the data dir or remove it yourself")  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     log.info("split: %s into %d parts in %s", src, n, out)
     return parts
 

@@ -1,7 +1,8 @@
 """The Hub folder of a trained student: build it, then load it back to check it.
 
 :func:`build_hub_folder` writes, into a temporary directory beside ``out_dir`` that then replaces
-it (a rerun replaces the folder; a failed build leaves the previous one):
+it (a rerun replaces the folder; a failed build leaves the previous one; a non-empty ``out_dir``
+that is not an earlier hub folder is refused, never removed):
 
 - ``config.json``, ``generation_config.json``, the safetensors weights (``model.safetensors``,
   or shards with their index) — pickle weights are refused, never copied;
@@ -17,7 +18,6 @@ it (a rerun replaces the folder; a failed build leaves the previous one):
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -37,7 +37,9 @@ from speechdistill.utils import (
     PROCESSOR_FILES,
     PathLike,
     atomic_write_text,
+    check_owned,
     fix_permissions,
+    replace_dir,
 )
 
 log = logging.getLogger(__name__)
@@ -53,35 +55,34 @@ def _check_model_dir(model_dir: Path) -> None:
             raise ValueError(f"{model_dir / name}: not found (not a trained Whisper model dir?)")
 
 
+#: The owner recorded in the hub folder (:data:`~speechdistill.utils.OWNER_FILE`).
+OWNER = "publish"
+#: What a hub folder holds: a folder of an older release without the marker is replaced only if
+#: it holds a README.md and nothing else than these.
+HUB_ENTRIES = (
+    "*.safetensors",
+    "*.safetensors.index.json",
+    *CONFIG_FILES,
+    *PROCESSOR_FILES,
+    TRAIN_CONFIG,
+    "RESULTS.md",
+    "README.md",
+    CT2_SUBDIR,
+)
+_OWNED = {
+    "legacy_record": ("README.md",),
+    "legacy": HUB_ENTRIES,
+    "hint": "choose another --out or remove it yourself",
+}
+
+
 def _check_out_dir(out: Path, protected: Sequence[Path]) -> None:
     resolved = out.resolve()
     for p in protected:
         rp = p.resolve()
         if rp == resolved or rp.is_relative_to(resolved):
             raise ValueError(f"{out}: the hub folder would replace {p}; choose another --out")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "README.md").is_file():
-        raise ValueError(
-            f"{out}: exists and is not a hub folder (no README.md); remove it or choose another --out"
-        )
-
-
-def _replace_dir(new: Path, out: Path) -> None:
-    """Move ``new`` to ``out``, replacing a previous ``out`` (kept until the move succeeded)."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        old.rmdir()
-        os.rename(out, old)
-    try:
-        os.rename(new, out)
-    except OSError:
-        if old is not None:
-            os.rename(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    check_owned(out, OWNER, **_OWNED)
 
 
 def _feature_extractor_json(model_dir: Path, dest: Path) -> None:
@@ -191,7 +192,7 @@ def build_hub_folder(
         atomic_write_text(tmp / "README.md", str(model_card))
         verify_hub_folder(tmp, expected_wer=[(split, v) for _, split, v in rows], ct2=ct2)
         fix_permissions(tmp, include_root=True)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out, OWNER, **_OWNED)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from speechdistill import __version__
 from speechdistill.publish.card import CardOptions
 from speechdistill.publish.folder import build_hub_folder
-from speechdistill.utils import PathLike
+from speechdistill.utils import OWNER_FILE, PathLike
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,12 @@ class HubClient(Protocol):
     def create_repo(self, repo_id: str, *, exist_ok: bool, private: bool | None) -> Any: ...
 
     def upload_folder(
-        self, *, repo_id: str, folder_path: str, commit_message: str | None
+        self,
+        *,
+        repo_id: str,
+        folder_path: str,
+        commit_message: str | None,
+        ignore_patterns: list[str] | None,
     ) -> Any: ...
 
 
@@ -103,7 +108,12 @@ def upload_hub_folder(
     message = commit_message or f"Upload speechdistill student (speechdistill {__version__})"
     log.info("creating %s (if needed) and uploading %s", repo_id, folder)
     client.create_repo(repo_id, exist_ok=True, private=True if private else None)
-    info = client.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=message)
+    info = client.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message=message,
+        ignore_patterns=[OWNER_FILE],  # the local ownership marker is not part of the model
+    )
     url = getattr(info, "commit_url", None) or (info if isinstance(info, str) else None)
     log.info("uploaded %s to %s", folder, repo_id)
     return str(url) if url else None
@@ -148,7 +158,11 @@ def publish(
         ct2=ct2,
         ct2_quantization=ct2_quantization,
     )
-    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    files = sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != OWNER_FILE
+    )
     result = PublishResult(folder=folder, files=files, eval_results=rows, repo_id=repo_id)
     if dry_run:
         log.info("dry run: %s checked, nothing uploaded", folder)

@@ -300,9 +300,9 @@ def prepare_ssl_teacher(name: str, out_dir: PathLike) -> Path:
         return out
     from speechdistill.utils import staging_dir
 
-    (out / TEACHER_JSON).unlink(missing_ok=True)
     teacher = load_ssl_teacher(name)
-    with staging_dir(out) as tmp:
+    with staging_dir(out, "hubert-teacher", legacy_record=(TEACHER_JSON,)) as tmp:
+        (out / TEACHER_JSON).unlink(missing_ok=True)
         teacher.model.save_pretrained(tmp, safe_serialization=True)
         teacher.feature_extractor.save_pretrained(tmp)
     c = teacher.config

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 from speechdistill import __version__
 from speechdistill.teachers.identity import TEACHER_JSON, is_prepared, weights_sha256
 from speechdistill.teachers.source import EMBEDDED_TEACHERS, describe_source
-from speechdistill.utils import PathLike, atomic_write_text, staging_dir
+from speechdistill.utils import (
+    CLAIM_IGNORED,
+    PathLike,
+    atomic_write_text,
+    claim_dir,
+    staging_dir,
+)
 from speechdistill.whisper.ct2.binary import ConversionError, is_ct2_model_dir
 from speechdistill.whisper.ct2.importer import import_ct2
 from speechdistill.whisper.tokens import MULTILINGUAL_MIN_VOCAB
@@ -30,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["load_teacher", "prepare_teacher"]
+
+#: The owner recorded in a prepared teacher dir (:data:`~speechdistill.utils.OWNER_FILE`).
+OWNER = "teacher prepare"
 
 
 def _resolve_dtype(dtype: Any, device: str):
@@ -129,12 +138,14 @@ def prepare_teacher(name: str, out_dir: PathLike) -> Path:
     if is_prepared(out, source):
         log.info("teacher %s already prepared in %s", name, out)
         return out
+    owned = {"owner": OWNER, "legacy_record": (TEACHER_JSON,)}
+    claim_dir(out, OWNER, legacy_record=(TEACHER_JSON,), ignore=CLAIM_IGNORED)
     (out / TEACHER_JSON).unlink(missing_ok=True)  # written again last: it marks a finished copy
     if source["kind"] in ("embedded-ct2", "ct2-dir"):
-        import_ct2(source["path"], out)
+        import_ct2(source["path"], out, **owned)
     else:
         model, processor = load_teacher(str(name), dtype="auto")
-        with staging_dir(out) as tmp:
+        with staging_dir(out, **owned) as tmp:
             model.save_pretrained(tmp)
             processor.save_pretrained(tmp)
     weights = weights_sha256(out)

@@ -18,7 +18,9 @@ import itertools
 import json
 import logging
 import math
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,7 +30,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from speechdistill.utils import PathLike, atomic_open, atomic_write_text
+from speechdistill.utils import (
+    CLAIM_IGNORED,
+    OWNER_FILE,
+    PathLike,
+    atomic_open,
+    atomic_write_text,
+    claim_dir,
+    replace_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +301,8 @@ class AcceleratedTrainer:
 
     config: Any
     state: Any
+    #: the command whose output directory this is (:data:`~speechdistill.utils.OWNER_FILE`)
+    owner: str = "train"
 
     def compute_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The batch's losses (``loss`` is minimised). A trainer that counts items
@@ -352,21 +364,41 @@ class AcceleratedTrainer:
         )
 
     # ---------------------------------------------------------------------------- outputs
+    def _claim_out(self) -> None:
+        """Create ``out``, refusing a non-empty one that is not this command's earlier output
+        (one of an older release holds a training log, checkpoints or train.json)."""
+        claim_dir(
+            self.out,
+            self.owner,
+            legacy_record=("train_log.csv", CHECKPOINTS, "train.json"),
+            ignore=CLAIM_IGNORED,
+            hint="choose another output directory or remove it yourself",
+        )
+
     def _save_model(self, model: torch.nn.Module, target: Path) -> None:
         """:meth:`_write_model` into a temporary directory, then swap it in for ``target``."""
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self._write_model(model, tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            self._write_model(model, tmp)
+            replace_dir(tmp, target, self.owner, legacy_record=("config.json",))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _finish(self) -> dict[str, Any]:
         """Copy the best checkpoint on dev into the output directory (it is the trained
         model); write ``train.json``, ``train_config.yaml`` and the curves."""
         if not self.acc.is_main_process:
             return {}
-        for f in (self.out / "best").iterdir():
-            shutil.copy2(f, self.out / f.name)
+        # train.json, written last, marks a finished run; each file is swapped in whole
+        (self.out / "train.json").unlink(missing_ok=True)
+        best = sorted(
+            (self.out / "best").iterdir(), key=lambda p: (p.suffix != ".safetensors", p.name)
+        )
+        for f in best:
+            if f.name != OWNER_FILE:
+                tmp = self.out / f".{f.name}.tmp"
+                shutil.copy2(f, tmp)
+                os.replace(tmp, self.out / f.name)
         times = [float(r["sec_per_step"]) for r in read_log_csv(self.csv) if r.get("sec_per_step")]
         summary = {
             "steps": self.state.step,

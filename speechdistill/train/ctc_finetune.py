@@ -104,6 +104,7 @@ class CTCTrainer(AcceleratedTrainer):
     """Set up model, vocabulary, data and accelerate; :meth:`train` runs to ``max_steps``."""
 
     loss_keys = ("loss",)
+    owner = "ctc-finetune"
     log_fields = ("step", "epoch", "loss", "grad_norm", "lr", "sec_per_step")
 
     def __init__(
@@ -123,7 +124,7 @@ class CTCTrainer(AcceleratedTrainer):
         check_stage_input(dev_dir, "ctc-finetune (dev set)", needs=("text",))
         self.config = config
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._claim_out()
         self.acc = make_accelerator(config.mixed_precision)
         inputs = {"model": model_input(model_dir), "train": data_input(train_dir),
                   "dev": data_input(dev_dir)}  # fmt: skip

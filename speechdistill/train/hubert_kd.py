@@ -274,7 +274,7 @@ class HubertKDTrainer(AcceleratedTrainer):
         check_stage_input(dev_dir, "train (dev set)")
         self.config = config
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._claim_out()
         self.acc = make_accelerator(config.mixed_precision)
         new = str(student) == NEW_STUDENT
         inputs = {"student": {"path": NEW_STUDENT} if new else model_input(student),

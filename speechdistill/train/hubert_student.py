@@ -108,14 +108,20 @@ class DistilHubert(nn.Module):
             "architecture": "Linear(H, H_head) -> GELU -> Linear(H_head, D_teacher), per layer",
         }
 
-    def save(self, out_dir: PathLike, feature_extractor, extra: dict[str, Any] | None = None):
+    def save(
+        self,
+        out_dir: PathLike,
+        feature_extractor,
+        extra: dict[str, Any] | None = None,
+        owner: str = "train",
+    ):
         """The encoder as a plain transformers model, its feature extractor, and the heads
         (``heads.safetensors`` + ``heads.json``) beside it; written through a staging dir."""
         from safetensors.torch import save_file
 
         from speechdistill.utils import staging_dir
 
-        with staging_dir(out_dir) as tmp:
+        with staging_dir(out_dir, owner) as tmp:
             self.encoder.save_pretrained(tmp, safe_serialization=True)
             feature_extractor.save_pretrained(tmp)
             heads = {k: v.detach().contiguous().cpu() for k, v in self.heads.state_dict().items()}

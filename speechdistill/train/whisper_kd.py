@@ -236,7 +236,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
             check_stage_input(dev_dir, "train (dev set)")
         self.config = config
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._claim_out()
         self.acc = make_accelerator(config.mixed_precision)
         inputs = {"student": model_input(student_dir), "teacher": teacher_input(teacher_dir),
                   "train": data_input(train_dir), "dev": data_input(dev_dir)}  # fmt: skip

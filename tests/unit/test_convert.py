@@ -116,6 +116,7 @@ def test_round_trip_float32_is_exact(hf_models, layout, tmp_path):
     assert (ct2_dir / "tokenizer.json").is_file()
     out = import_ct2(ct2_dir, tmp_path / "hf")
     assert sorted(p.name for p in out.iterdir()) == [
+        ".speechdistill.json",  # the ownership marker
         "config.json",
         "generation_config.json",
         "model.safetensors",
@@ -261,7 +262,14 @@ def test_import_replaces_model_files_and_keeps_others(ct2_en, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     (out / "model-00002-of-00002.safetensors").write_text("stale shard")
+    with pytest.raises(ValueError, match=r"hf: not empty and not written by `speechdistill teach"):
+        import_ct2(ct2_en, out)  # a folder it did not write: refused, untouched
+    assert (out / "model-00002-of-00002.safetensors").read_text() == "stale shard"
+    out = tmp_path / "hf2"
     import_ct2(ct2_en, out)
+    (out / "notes.txt").write_text("mine")
+    (out / "model-00002-of-00002.safetensors").write_text("stale shard")
+    import_ct2(ct2_en, out)  # its own output: model files replaced, others kept
     assert (out / "notes.txt").read_text() == "mine"
     assert not (out / "model-00002-of-00002.safetensors").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".staging")]

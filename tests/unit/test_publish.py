@@ -35,6 +35,7 @@ from speechdistill.publish.card import CARD_TEMPLATE, render_card  # noqa: E402
 from speechdistill.scoring import score, write_score_dir  # noqa: E402
 from speechdistill.testing import english_tokenizer, save_random_whisper  # noqa: E402
 from speechdistill.train.config import TrainConfig  # noqa: E402
+from speechdistill.utils import OWNER_FILE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_TOKEN = "hf_speechdistillFakeToken0123456789abcdef"
@@ -82,8 +83,11 @@ class FakeHub:
     def upload_folder(self, **kwargs: Any) -> SimpleNamespace:
         self.calls.append(("upload_folder", None, kwargs))
         root = Path(kwargs["folder_path"])
+        ignore = kwargs.get("ignore_patterns") or []
         self.uploaded_files = sorted(
-            str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
+            str(p.relative_to(root))
+            for p in root.rglob("*")
+            if p.is_file() and not any(p.match(pat) for pat in ignore)
         )
         return SimpleNamespace(commit_url=f"https://huggingface.co/{kwargs['repo_id']}/commit/1")
 
@@ -175,7 +179,7 @@ def test_publish_builds_card_and_uploads_through_the_client(
     assert result.url == "https://huggingface.co/someone/distil-mini/commit/1"
 
     # the folder: safetensors copied byte for byte, nothing else of the model dir
-    assert {p.name for p in folder.iterdir()} == EXPECTED_FILES
+    assert {p.name for p in folder.iterdir()} == EXPECTED_FILES | {OWNER_FILE}
     assert filecmp.cmp(folder / "model.safetensors", exp.student / "model.safetensors", False)
     assert not any(p.name.startswith(".hub.") for p in tmp_path.iterdir())  # no staging left
 
@@ -231,7 +235,7 @@ def test_dry_run_makes_no_client_calls_and_a_rerun_replaces_the_folder(exp, stud
     folder = student_copy / "hub"  # the default: MODEL/hub
     assert result.folder == folder and not result.uploaded
     assert hub.calls == []
-    assert {p.name for p in folder.iterdir()} == EXPECTED_FILES
+    assert {p.name for p in folder.iterdir()} == EXPECTED_FILES | {OWNER_FILE}
     # default results: MODEL/decode_*/score_wer; no selection set, so both sets are in model-index
     evals = ModelCard.load(folder / "README.md").data.eval_results
     got = sorted((e.dataset_split, e.dataset_type, e.metric_value) for e in evals)
@@ -242,7 +246,7 @@ def test_dry_run_makes_no_client_calls_and_a_rerun_replaces_the_folder(exp, stud
 
     (folder / "stale.txt").write_text("from an earlier run")
     publish(student_copy, teacher_dir=exp.teacher, dry_run=True, client=hub, ct2=False)
-    assert {p.name for p in folder.iterdir()} == EXPECTED_FILES
+    assert {p.name for p in folder.iterdir()} == EXPECTED_FILES | {OWNER_FILE}
     assert not any(p.name.startswith(".hub.") for p in student_copy.iterdir())
     assert hub.calls == []
 

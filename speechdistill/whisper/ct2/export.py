@@ -4,9 +4,11 @@ dependency), for deployment."""
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
-from speechdistill.utils import PathLike
+from speechdistill.utils import PathLike, check_owned, replace_dir
 from speechdistill.whisper.ct2.binary import (
     ConversionError,
     MissingDependencyError,
@@ -15,7 +17,19 @@ from speechdistill.whisper.ct2.binary import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUANTIZATIONS", "export_ct2"]
+__all__ = ["CT2_ENTRIES", "OWNER", "QUANTIZATIONS", "export_ct2"]
+
+#: The owner recorded in an export (:data:`~speechdistill.utils.OWNER_FILE`).
+OWNER = "teacher export-ct2"
+#: What an export holds: one of an older release (no marker) is replaced only if it holds
+#: ``model.bin`` and nothing else than these.
+CT2_ENTRIES = (
+    "model.bin",
+    "config.json",
+    "vocabulary.*",
+    "tokenizer.json",
+    "preprocessor_config.json",
+)
 
 #: Weight quantizations of ``ctranslate2.converters`` (None keeps the stored type).
 QUANTIZATIONS = (
@@ -41,7 +55,9 @@ def export_ct2(
 
     Wraps ``ctranslate2.converters.TransformersConverter``; ``tokenizer.json`` is copied and a
     ``preprocessor_config.json`` written (faster-whisper reads both). ``quantization``: one of
-    :data:`QUANTIZATIONS` or None (keep the stored type).
+    :data:`QUANTIZATIONS` or None (keep the stored type). The export is written beside
+    ``out_dir`` and then replaces it; ``force`` replaces only an earlier export (never a folder
+    the toolkit did not write).
     """
     try:
         from ctranslate2.converters import TransformersConverter
@@ -60,18 +76,35 @@ def export_ct2(
         raise ConversionError(f"{src}: already a CTranslate2 model")
     copy_files = ["tokenizer.json"] if not local or (Path(src) / "tokenizer.json").is_file() else []
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ConversionError(f"{out}: exists and is not empty (use force=True / --force)")
-    converter = TransformersConverter(src, copy_files=copy_files or None)
-    converter.convert(str(out), quantization=quantization, force=True)
-
-    from transformers import WhisperFeatureExtractor
-
+    owned = {
+        "legacy_record": ("model.bin",),
+        "legacy": CT2_ENTRIES,
+        "hint": "choose another output directory or remove it yourself",
+    }
+    if out.exists() and not out.is_dir():
+        raise ConversionError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ConversionError(f"{out}: exists and is not empty (use force=True / --force)")
+        check_owned(out, OWNER, **owned)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        fe = WhisperFeatureExtractor.from_pretrained(src)
-    except OSError:
-        log.warning("%s: no feature extractor config; preprocessor_config.json not written", src)
-    else:
-        fe.to_json_file(str(out / "preprocessor_config.json"))
+        converter = TransformersConverter(src, copy_files=copy_files or None)
+        converter.convert(str(tmp / "model"), quantization=quantization)
+
+        from transformers import WhisperFeatureExtractor
+
+        try:
+            fe = WhisperFeatureExtractor.from_pretrained(src)
+        except OSError:
+            log.warning(
+                "%s: no feature extractor config; preprocessor_config.json not written", src
+            )
+        else:
+            fe.to_json_file(str(tmp / "model" / "preprocessor_config.json"))
+        replace_dir(tmp / "model", out, OWNER, **owned)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s → %s (quantization %s)", src, out, quantization or "as stored")
     return out

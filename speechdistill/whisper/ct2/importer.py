@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +325,8 @@ def import_ct2(
     *,
     dtype: str = "float32",
     multilingual: bool | None = None,
+    owner: str = "teacher import-ct2",
+    legacy_record: Sequence[str] = (),
 ) -> Path:
     """Convert a CTranslate2 Whisper model directory into a transformers model directory.
 
@@ -331,7 +334,8 @@ def import_ct2(
     models de-quantise to float32). ``multilingual``: None infers it like Whisper does (vocabulary
     of ≥ 51865 tokens). Writes ``model.safetensors``, ``config.json``, ``generation_config.json``,
     ``processor_config.json``, ``tokenizer.json``, ``tokenizer_config.json`` into ``out_dir``
-    (replacing a previous model there, see :func:`~speechdistill.utils.staging_dir`) and returns it.
+    (replacing a previous model there, see :func:`~speechdistill.utils.staging_dir`: only a
+    directory that is empty or written by the command ``owner``) and returns it.
     """
     src = Path(src_dir)
     if not src.is_dir():
@@ -369,7 +373,7 @@ def import_ct2(
 
     processor = WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
     _check_out_dir(Path(out_dir))
-    with staging_dir(out_dir) as tmp:
+    with staging_dir(out_dir, owner, legacy_record=legacy_record) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         weights = sorted(p.name for p in tmp.glob("*.safetensors"))

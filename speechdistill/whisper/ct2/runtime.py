@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from speechdistill.teachers.identity import teacher_identity
-from speechdistill.utils import PathLike, atomic_write_text, process_umask
+from speechdistill.utils import PathLike, atomic_write_text, check_owned, process_umask
 from speechdistill.whisper.ct2.binary import MissingDependencyError, is_ct2_model_dir
-from speechdistill.whisper.ct2.export import export_ct2
+from speechdistill.whisper.ct2.export import CT2_ENTRIES, OWNER, export_ct2
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ def converted_teacher(teacher: PathLike, quantization: str) -> Path:
     It lives in ``<teacher>/ct2-<quantization>/`` with a stamp of the teacher's identity
     (:func:`~speechdistill.teachers.identity.teacher_identity`) and is converted again when the teacher
     changed. The conversion is written to a temporary dir and renamed into place, so concurrent
-    jobs never read half a model. A read-only teacher dir is converted into a temporary dir
+    jobs never read half a model; a ``target`` the toolkit did not write is refused, not replaced
+    (:func:`~speechdistill.utils.check_owned`). A read-only teacher dir is converted into a temporary dir
     (not kept).
     """
     src = Path(teacher)
@@ -126,6 +127,8 @@ def converted_teacher(teacher: PathLike, quantization: str) -> Path:
         if target.exists():
             if _stamp_matches(target, stamp):  # another job finished first
                 return target
+            check_owned(target, OWNER, legacy_record=(STAMP,), legacy=(*CT2_ENTRIES, STAMP),
+                        hint="move it out of the teacher directory")  # fmt: skip
             stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale.", dir=src))
             os.replace(target, stale / "old")
             shutil.rmtree(stale, ignore_errors=True)
