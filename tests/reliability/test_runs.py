@@ -132,8 +132,9 @@ def test_resume_with_other_settings_is_refused_and_force_starts_over(hubert_data
     moved = shutil.copytree(hubert_data["train"], tmp_path / "train_copy")
     same = {**hubert_data, "train": moved}
     assert _train(same, out, _small())["steps"] == 2
-    with open(moved / "text", "a") as f:
-        f.write("spk9-extra word\n")
+    text = (moved / "text").read_text().splitlines()
+    text[0] += " extra"  # the same utterances, another transcript
+    (moved / "text").write_text("\n".join(text) + "\n")
     with pytest.raises(ValueError, match=r"was trained with train .*; now another train \("):
         _train(same, out, _small())
     # extending max_steps under a linear schedule would change the steps taken: refused
