@@ -113,8 +113,9 @@ def test_round_trip_dir_hf_dir(kaldi_dir, tmp_path):
     assert "text.teacher" not in datasets.load_from_disk(str(saved)).column_names
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "notes.txt").write_text("keep")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ValueError, match="not written by `speechdistill data to-hf`"):
         save_to_hf(kaldi_dir, tmp_path / "precious")
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "keep"
 
 
 def _foreign(tmp_path: Path) -> datasets.Dataset:

@@ -21,8 +21,9 @@ import soundfile as sf
 from recipe_helpers import REPO, copy_egs, run_recipe
 
 from data_prep import nurc_sp
-from data_prep.nurc_sp import EXTRACTED_MARKER, main, prepare_nurc_sp
+from data_prep.nurc_sp import EXTRACT_OWNER, EXTRACTED_MARKER, main, prepare_nurc_sp
 from speechdistill.datadir import DataDir, validate
+from speechdistill.utils import mark_owned
 
 COLUMNS = [
     "audio_name",
@@ -207,6 +208,7 @@ def test_rerun_reuses_the_extraction_and_restarts_an_interrupted_one(
     # an extraction killed half-way: only its temporary folder is left
     (ext / ".dev.partial" / "dev").mkdir(parents=True)
     (ext / ".dev.partial" / "dev" / "junk.wav").write_bytes(b"half")
+    mark_owned(ext / ".dev.partial", EXTRACT_OWNER)  # as extract_archive marks it before extracting
     prepare_nurc_sp(corpus, tmp_path / "data", extract_dir=ext, splits=["dev"])
     assert "left by an interrupted extraction" in caplog.text
     assert not (ext / ".dev.partial").exists()

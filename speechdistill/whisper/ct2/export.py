@@ -74,6 +74,10 @@ def export_ct2(
     local = Path(src).is_dir()
     if local and is_ct2_model_dir(src) and not any(Path(src).glob("*.safetensors")):
         raise ConversionError(f"{src}: already a CTranslate2 model")
+    if local and not any(Path(src).glob("*.safetensors")):  # the converter would read a pickle
+        raise ConversionError(
+            f"{src}: no safetensors weights (model.safetensors); pickle weights are never loaded"
+        )
     copy_files = ["tokenizer.json"] if not local or (Path(src) / "tokenizer.json").is_file() else []
     out = Path(out_dir)
     owned = {
