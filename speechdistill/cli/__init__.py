@@ -3,7 +3,9 @@
 Each command module in this package (one per command, named like it) has ``register(subparsers)``,
 which adds its parser and sets ``func`` (called with the parsed namespace; its return value is the
 exit status). Only the modules in :data:`COMMANDS` are commands; ``options`` holds shared
-argument-parsing helpers.
+argument-parsing helpers (the argparse types that refuse bad numbers and paths when parsed).
+A user error (bad input, a failed write, see :func:`library_errors`) is logged as one line and
+exits 1; ``-v`` shows its traceback; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

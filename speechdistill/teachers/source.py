@@ -113,12 +113,14 @@ def check_model_source(name: str, *, hub: bool = True) -> None:
         raise ValueError(f"{name}: not a directory (a model is a directory)")
     if not hub:
         raise ValueError(f"{name}: no such model directory")
-    if _looks_like_path(name):
+    repo, _, revision = name.partition("@")  # a Hub id may name a revision: REPO@REVISION
+    if _looks_like_path(repo):
         raise ValueError(f"{name}: no such directory (and not a Hub repo id)")
     if _hub_offline():
         from huggingface_hub import try_to_load_from_cache
 
-        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        cached = try_to_load_from_cache(repo, "config.json", revision=revision or None)
+        if not isinstance(cached, str):
             raise ValueError(
                 f"{name}: no such directory, and not in the local Hub cache (offline: "
                 "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set)"

@@ -221,6 +221,7 @@ def in_tmp(tmp_path, monkeypatch):
           "--out", "o"], "exp/x: no such model directory"),
         (["decode", "--model", "data/wav.scp", "--data", "data", "--out", "o"], "data/wav.scp: not a directory"),
         (["teacher", "prepare", "org/name", "out"], "org/name: no such directory, and not in the local Hub cache"),
+        (["hubert-teacher", "org/name@refs/pr/2", "out"], "org/name@refs/pr/2: no such directory, and not in the local Hub cache"),
     ],
 )  # fmt: skip
 def test_missing_model_path_is_named(in_tmp, capsys, monkeypatch, argv, message):
