@@ -63,6 +63,8 @@ recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "${recipes}/utils/data_stages.sh"
 
 register_stages 1:prepare 2:format 3:teacher 4:train 5:ctc_finetune 6:decode 7:score
+check_counts 1 nj decode_batch_size
+check_counts 0 ngpu
 
 [ $# -eq 0 ] || die "unexpected arguments: $* (see --help)"
 [ -n "${teacher_dir}" ] || teacher_dir=${expdir}/teacher

@@ -81,6 +81,8 @@ recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 register_stages 1:prepare 2:format 3:teacher 4:pseudo_label 5:filter 6:init_student \
   7:train 8:decode 9:score 10:publish
+check_counts 1 nj pl_batch_size pl_num_beams decode_batch_size decode_num_beams
+check_counts 0 ngpu pl_rskd_k speed_max_utts
 
 [ $# -eq 0 ] || die "unexpected arguments: $* (see --help)"
 mkdir -p exp

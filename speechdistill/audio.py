@@ -33,7 +33,7 @@ import soxr
 from tqdm import tqdm
 
 from speechdistill.datadir import DataDir, DataDirError, Segment, c_sorted, write_kv
-from speechdistill.utils import PathLike, atomic_open
+from speechdistill.utils import PathLike, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +343,10 @@ def encode_audio(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fmt: str = "
 
 
 def write_wav(path: PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write 16-bit PCM WAV atomically (samples clipped to [-1, 1])."""
-    with atomic_open(path, "wb") as f:
-        sf.write(f, _to_pcm_ready(audio), sample_rate, format="WAV", subtype="PCM_16")
+    """Write 16-bit PCM WAV atomically (samples clipped to [-1, 1]). Encoded in memory first, so
+    that a failed write (a full disk) is an ``OSError`` naming ``path`` with its errno, not
+    soundfile's ``AssertionError`` on a short write."""
+    atomic_write_bytes(path, encode_audio(audio, sample_rate))
 
 
 def _to_pcm_ready(audio: np.ndarray) -> np.ndarray:

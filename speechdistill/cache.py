@@ -25,9 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
-from speechdistill.utils import PathLike, atomic_write_text, check_owned, replace_dir
+from speechdistill.utils import (
+    PathLike,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_owned,
+    replace_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +50,10 @@ KINDS = ("encoder", "rskd")
 def save_shard(
     path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
 ) -> None:
-    """Write a safetensors shard atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a safetensors shard atomically. Serialised in memory first, so that a failed write
+    (a full disk) is an ``OSError`` naming ``path`` with its errno, not a ``SafetensorError``."""
+    data = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
 
 
 def rskd_sample(
@@ -134,7 +134,12 @@ class CacheReader:
         if name not in self._loaded:
             if len(self._loaded) > 64:
                 self._loaded.clear()
-            self._loaded[name] = load_file(self.dir / name)
+            try:
+                self._loaded[name] = load_file(self.dir / name)
+            except SafetensorError as e:
+                raise ValueError(
+                    f"{self.dir / name}: not a readable safetensors file ({e})"
+                ) from None
         return self._loaded[name]
 
     def encoder(self, utt_id: str) -> torch.Tensor:

@@ -12,7 +12,10 @@
 #   die MESSAGE...              log "ERROR: MESSAGE" and exit 1
 #   register_stages 1:prepare 2:format ...
 #                               name the stages, so --stage/--stop_stage accept names; also
-#                               checks stage, stop_stage and skip_stages against the table
+#                               checks stage, stop_stage and skip_stages against the table:
+#                               a stage that does not exist, or stage after stop_stage, is an
+#                               error before any work (stop_stage may run past the last stage)
+#   check_counts MIN NAME...    each option NAME is an integer >= MIN, else an error naming it
 #   stage_enabled NUM [NAME]    0 when NUM is within [stage, stop_stage] and neither NUM nor
 #                               NAME is in skip_stages
 #   stage_done DIR NAME         0 when DIR/.NAME.done exists (and force is not true)
@@ -81,11 +84,48 @@ register_stages() {
     done
   done
   # Check the options now, so that a typo fails before any work is done.
+  local first last lo='' hi=''
+  for tok in $_sd_stage_table; do
+    num=${tok%%:*}
+    if [ -z "$lo" ] || [ "$num" -lt "$lo" ]; then lo=$num; fi
+    if [ -z "$hi" ] || [ "$num" -gt "$hi" ]; then hi=$num; fi
+  done
   _sd_stage_number "${stage:-1}" stage
-  [ -z "${stop_stage-}" ] || _sd_stage_number "$stop_stage" stop_stage
+  first=$_sd_num
+  if [ "$first" -lt "$lo" ] || [ "$first" -gt "$hi" ]; then
+    _sd_log_at 1 "ERROR: --stage ${stage:-1}: no such stage (stages $lo to $hi:$_sd_stage_table)"
+    exit 1
+  fi
+  if [ -n "${stop_stage-}" ]; then
+    _sd_stage_number "$stop_stage" stop_stage
+    last=$_sd_num
+    if [ "$last" -lt "$first" ]; then
+      _sd_log_at 1 "ERROR: --stop_stage $stop_stage is before --stage ${stage:-1}: no stage to run"
+      exit 1
+    fi
+  fi
   skip=${skip_stages-}
   for tok in ${skip//,/ }; do
-    _sd_is_int "$tok" || _sd_stage_number "$tok" skip_stages
+    _sd_stage_number "$tok" skip_stages
+    case $_sd_stage_table in
+      *" $_sd_num:"*) ;;
+      *)
+        _sd_log_at 1 "ERROR: --skip_stages $tok: no such stage (stages:$_sd_stage_table)"
+        exit 1
+        ;;
+    esac
+  done
+}
+
+check_counts() {
+  local min=${1-} n v
+  shift
+  for n in "$@"; do
+    v=${!n-}
+    if ! [[ $v =~ ^[0-9]+$ ]] || [ "$((10#$v))" -lt "$min" ]; then
+      _sd_log_at 1 "ERROR: --$n '$v': expected an integer >= $min"
+      exit 1
+    fi
   done
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from speechdistill.cli.options import non_negative_int, out_file
 from speechdistill.datadir import read_kv
 
 
@@ -25,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--normalizer", default="english", choices=sorted(NORMALIZERS), help="(default: english)"
     )
-    c.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
-    c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    c.add_argument("--out", help="write the comparison as JSON here")
+    c.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples")
+    c.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed (default: 0)")
+    c.add_argument("--out", type=out_file, help="write the comparison as JSON here")
     c.set_defaults(func=run_compare)
 
 

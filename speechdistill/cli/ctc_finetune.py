@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from speechdistill.cli.options import data_dir, model_dir, out_dir
 from speechdistill.train.config import add_config_args, overrides_from_args
 
 
@@ -20,10 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "every eval-steps, keeps the best checkpoint on dev and resumes from OUT/checkpoints "
         "after a kill. --from-scratch true trains the same architecture from random weights.",
     )
-    p.add_argument("--model", required=True, help="encoder dir (e.g. exp/hubert/student)")
-    p.add_argument("--train", required=True, help="training data dir (with text)")
-    p.add_argument("--dev", required=True, help="dev data dir (model selection only)")
-    p.add_argument("--out", required=True, help="output dir (model, processor, logs)")
+    p.add_argument(
+        "--model", required=True, type=model_dir, help="encoder dir (e.g. exp/hubert/student)"
+    )
+    p.add_argument("--train", type=data_dir, required=True, help="training data dir (with text)")
+    p.add_argument(
+        "--dev", type=data_dir, required=True, help="dev data dir (model selection only)"
+    )
+    p.add_argument("--out", type=out_dir, required=True, help="output dir (model, processor, logs)")
     p.add_argument("--config", default=None, help="YAML file of options")
     p.add_argument(
         "--force",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from speechdistill.cli import data_audio
+from speechdistill.cli.options import data_dir, non_negative_int, out_dir, out_file, positive_int
 from speechdistill.datadir.core import DataDir
 from speechdistill.datadir.fix import fix
 from speechdistill.datadir.ops import copy, merge_split, read_keys, split, subset
@@ -112,7 +113,7 @@ def _add_fix(sub: argparse._SubParsersAction) -> None:
         "--spk-extra-files", action="append", metavar="FILES", help="extra speaker-keyed files"
     )
     p.add_argument("--no-backup", action="store_true", help="do not copy old files to DIR/.backup")
-    p.add_argument("dir", help="data dir, fixed in place")
+    p.add_argument("dir", type=data_dir, help="data dir, fixed in place")
     p.set_defaults(func=_fix)
 
 
@@ -138,12 +139,20 @@ def _add_subset(sub: argparse._SubParsersAction) -> None:
         "--utt-list", metavar="FILE", help="utterance ids (first field of each line)"
     )
     which.add_argument("--spk-list", metavar="FILE", help="speaker ids (first field of each line)")
-    which.add_argument("--first", type=int, metavar="N", help="the first N utterances (C order)")
-    which.add_argument("--last", type=int, metavar="N", help="the last N utterances (C order)")
-    which.add_argument("--random", type=int, metavar="N", help="N utterances drawn at random")
-    p.add_argument("--seed", type=int, default=0, help="seed for --random (default: %(default)s)")
-    p.add_argument("src", help="source data dir")
-    p.add_argument("dst", help="destination data dir")
+    which.add_argument(
+        "--first", type=positive_int, metavar="N", help="the first N utterances (C order)"
+    )
+    which.add_argument(
+        "--last", type=positive_int, metavar="N", help="the last N utterances (C order)"
+    )
+    which.add_argument(
+        "--random", type=positive_int, metavar="N", help="N utterances drawn at random"
+    )
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed for --random (default: %(default)s)"
+    )
+    p.add_argument("src", type=data_dir, help="source data dir")
+    p.add_argument("dst", type=out_dir, help="destination data dir")
     p.set_defaults(func=_subset)
 
 
@@ -167,8 +176,8 @@ def _add_copy(sub: argparse._SubParsersAction) -> None:
     for what in ("utt", "spk"):
         for end in ("prefix", "suffix"):
             p.add_argument(f"--{what}-{end}", default="", help=f"{end} added to each {what} id")
-    p.add_argument("src", help="source data dir")
-    p.add_argument("dst", help="destination data dir")
+    p.add_argument("src", type=data_dir, help="source data dir")
+    p.add_argument("dst", type=out_dir, help="destination data dir")
     p.set_defaults(func=_copy)
 
 
@@ -189,8 +198,8 @@ def _add_combine(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "combine", help="union of data dirs (combine_data.sh), teacher caches included"
     )
-    p.add_argument("dst", help="destination data dir")
-    p.add_argument("srcs", nargs="+", metavar="src", help="source data dirs")
+    p.add_argument("dst", type=out_dir, help="destination data dir")
+    p.add_argument("srcs", type=data_dir, nargs="+", metavar="src", help="source data dirs")
     p.set_defaults(func=_combine)
 
 
@@ -215,8 +224,8 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--by-speaker", action="store_true", help="keep speakers whole (parts in DIR/splitNspk)"
     )
-    p.add_argument("dir", help="data dir")
-    p.add_argument("n", type=int, help="number of parts")
+    p.add_argument("dir", type=data_dir, help="data dir")
+    p.add_argument("n", type=positive_int, help="number of parts")
     p.set_defaults(func=_split)
 
 
@@ -236,7 +245,7 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="file whose keys (first field) must be exactly the merged keys, e.g. DIR/utt2spk",
     )
-    p.add_argument("dst", help="merged file")
+    p.add_argument("dst", type=out_file, help="merged file")
     p.add_argument("inputs", nargs="+", metavar="input", help="per-job files")
     p.set_defaults(func=_merge)
 

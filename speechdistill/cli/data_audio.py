@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from speechdistill.cli.options import data_dir, out_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -16,7 +18,7 @@ def register(data_sub: argparse._SubParsersAction) -> None:
         description="Compute utterance durations: segments end-start, else audio headers "
         "(pipes are run and decoded). Writes DIR/utt2dur, and DIR/reco2dur when DIR has segments.",
     )
-    p.add_argument("dir", metavar="DIR", help="Kaldi data dir")
+    p.add_argument("dir", type=data_dir, metavar="DIR", help="Kaldi data dir")
     p.set_defaults(func=_utt2dur)
 
     p = data_sub.add_parser(
@@ -25,8 +27,10 @@ def register(data_sub: argparse._SubParsersAction) -> None:
         description="Columns: id, audio (16 kHz FLAC bytes, decode=False), text, speaker, "
         "duration, and one string column per extra utterance file, named as the file.",
     )
-    p.add_argument("dir", metavar="DIR", help="Kaldi data dir")
-    p.add_argument("out", metavar="OUT", help="output folder (datasets' save_to_disk format)")
+    p.add_argument("dir", type=data_dir, metavar="DIR", help="Kaldi data dir")
+    p.add_argument(
+        "out", type=out_dir, metavar="OUT", help="output folder (datasets' save_to_disk format)"
+    )
     p.add_argument(
         "--extra-files",
         nargs="*",
@@ -44,7 +48,7 @@ def register(data_sub: argparse._SubParsersAction) -> None:
         "when online. Audio is decoded with soundfile and written under --audio-dir.",
     )
     p.add_argument("input", metavar="IN", help="save_to_disk folder or Hub dataset id")
-    p.add_argument("out", metavar="OUT", help="output data dir")
+    p.add_argument("out", type=out_dir, metavar="OUT", help="output data dir")
     p.add_argument("--split", default="train", help="split of a DatasetDict (%(default)s)")
     p.add_argument("--audio-column", default="audio", help="%(default)s")
     p.add_argument("--text-column", default="text", help="%(default)s (skipped if absent)")
@@ -59,7 +63,9 @@ def register(data_sub: argparse._SubParsersAction) -> None:
         metavar="COL",
         help="columns to write as files (default: those named text.* or utt2*)",
     )
-    p.add_argument("--audio-dir", default=None, help="where the WAV files go (default OUT/wavs)")
+    p.add_argument(
+        "--audio-dir", type=out_dir, default=None, help="where the WAV files go (default OUT/wavs)"
+    )
     p.add_argument(
         "--skip-errors", action="store_true", help="skip (and list) utterances with bad audio"
     )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from speechdistill.cli.options import data_dir, model_source, out_dir, positive_int
+
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
     """Options shared by the stages that run Whisper's ``generate``."""
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-beams", type=int, default=1, help="1 = greedy")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--num-beams", type=positive_int, default=1, help="1 = greedy")
     p.add_argument("--language", default=None, help="e.g. en, pt (multilingual models)")
     p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
-    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=positive_int, default=None)
     p.add_argument("--timestamps", action="store_true", help="predict timestamp tokens")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
@@ -24,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Decode every utterance of a Kaldi data dir; writes OUT/text, "
         "OUT/utt2decode_time and OUT/decode.json (speed).",
     )
-    p.add_argument("--model", help="model directory or Hub id")
-    p.add_argument("--data", help="Kaldi data dir (text not needed)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--model", type=model_source, help="model directory or Hub id")
+    p.add_argument("--data", type=data_dir, help="Kaldi data dir (text not needed)")
+    p.add_argument("--out", type=out_dir, required=True, help="output directory")
     p.add_argument(
         "--merge",
         nargs="+",

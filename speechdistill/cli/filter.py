@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from speechdistill.cli.options import key_values
+from speechdistill.cli.options import (
+    data_dir,
+    key_values,
+    model_dir,
+    model_source,
+    non_negative_float,
+    non_negative_int,
+    out_dir,
+    positive_int,
+    probability,
+)
 
 RULES_HELP = """\
 rules (--keep, repeatable; an utterance is kept when it passes all of them):
@@ -60,9 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=RULES_HELP.format(scores=listing),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="pseudo-labelled data dir (with text.teacher)")
-    p.add_argument("--out", required=True, help="filtered data dir to write")
-    p.add_argument("--exp-dir", help="report, plots, scores and caches (default: OUT/filter)")
+    p.add_argument(
+        "--data", type=data_dir, required=True, help="pseudo-labelled data dir (with text.teacher)"
+    )
+    p.add_argument("--out", type=out_dir, required=True, help="filtered data dir to write")
+    p.add_argument(
+        "--exp-dir", type=out_dir, help="report, plots, scores and caches (default: OUT/filter)"
+    )
     p.add_argument(
         "--score",
         action="append",
@@ -76,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--labelled", help="utterance list: use references only for these")
     g.add_argument(
         "--bad-wer",
-        type=float,
+        type=probability,
         default=0.4,
         help="a label is bad above this WER, for auto and the histograms (default: 0.4)",
     )
@@ -94,30 +108,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument(
         "--labelled-max-wer",
-        type=float,
+        type=non_negative_float,
         default=None,
         help="keep labelled utterances iff their label WER <= this, whatever the rules say",
     )
     g.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
     m = p.add_argument_group("models (proxy, self-agreement, LM)")
-    m.add_argument("--proxy", help="proxy ASR model dir: Whisper, CTC (transformers) or CT2")
+    m.add_argument(
+        "--proxy", type=model_dir, help="proxy ASR model dir: Whisper, CTC (transformers) or CT2"
+    )
     m.add_argument("--proxy-language", help="language of a multilingual proxy (e.g. en)")
-    m.add_argument("--teacher", help="teacher model dir, for self_wer/self_cer")
+    m.add_argument("--teacher", type=model_dir, help="teacher model dir, for self_wer/self_cer")
     m.add_argument(
         "--perturb",
         action="append",
         metavar="noise:SNR_DB|speed:F",
         help="perturbation for self-agreement (repeatable; default: speed:0.9)",
     )
-    m.add_argument("--lm", help="causal LM dir (transformers), for lm_nll")
+    m.add_argument("--lm", type=model_source, help="causal LM dir (transformers), for lm_nll")
     m.add_argument("--language", help="language for a multilingual teacher (e.g. en)")
-    m.add_argument("--batch-size", type=int, default=16)
+    m.add_argument("--batch-size", type=positive_int, default=16)
     m.add_argument(
-        "--max-new-tokens", type=int, default=None, help="token limit of proxy/teacher decoding"
+        "--max-new-tokens",
+        type=positive_int,
+        default=None,
+        help="token limit of proxy/teacher decoding",
     )
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
     m.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
-    m.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    m.add_argument("--seed", type=non_negative_int, default=0, help="noise seed (default: 0)")
     t = p.add_argument_group("text")
     t.add_argument(
         "--normalizer", default="english", choices=sorted(NORMALIZERS), help="(default: english)"

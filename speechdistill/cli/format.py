@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from speechdistill.cli.options import data_dir, non_negative_float, out_dir, positive_float
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -17,11 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "source file; anything else is rewritten. Unreadable audio (missing, corrupt, truncated, "
         "empty, NaN) is an error naming the utterance unless --skip-bad.",
     )
-    p.add_argument("src", help="input data dir")
-    p.add_argument("dst", help="output data dir")
-    p.add_argument("--audio-dir", default=None, help="where the WAVs go (default DST/wav)")
-    p.add_argument("--min-duration", type=float, default=None, help="drop shorter (seconds)")
-    p.add_argument("--max-duration", type=float, default=None, help="drop longer (seconds)")
+    p.add_argument("src", type=data_dir, help="input data dir")
+    p.add_argument("dst", type=out_dir, help="output data dir")
+    p.add_argument(
+        "--audio-dir", type=out_dir, default=None, help="where the WAVs go (default DST/wav)"
+    )
+    p.add_argument(
+        "--min-duration", type=non_negative_float, default=None, help="drop shorter (seconds)"
+    )
+    p.add_argument(
+        "--max-duration", type=positive_float, default=None, help="drop longer (seconds)"
+    )
     p.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable audio (counted in DST/format.json)"
     )

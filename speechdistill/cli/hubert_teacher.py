@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from speechdistill.cli.options import model_source, out_dir
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -15,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Whisper teachers (tiny.en, a CTranslate2 dir, a transformers Whisper) go through "
         "`speechdistill teacher prepare`. teacher.json records the source; a rerun is a no-op.",
     )
-    p.add_argument("name", help="Hub id, directory, or tiny.en")
-    p.add_argument("out", help="output directory, e.g. exp/hubert/teacher")
+    p.add_argument("name", type=model_source, help="Hub id, directory, or tiny.en")
+    p.add_argument("out", type=out_dir, help="output directory, e.g. exp/hubert/teacher")
     p.set_defaults(func=_run)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from speechdistill.cli.options import model_dir, out_dir
+
 LAYERS_HELP = (
     "a count (maximally spaced teacher layers, first and last kept) or comma-separated teacher "
     "layer indices, e.g. 0,3 (one index: 3,)"
@@ -35,8 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "subset of its decoder layers, embeddings, layer norms, processor and generation config "
         "into OUT; OUT/student.json records the layer maps and parameter counts.",
     )
-    p.add_argument("--teacher", required=True, help="teacher model directory (e.g. exp/teacher)")
-    p.add_argument("--out", required=True, help="output directory (e.g. exp/student_init)")
+    p.add_argument(
+        "--teacher",
+        required=True,
+        type=model_dir,
+        help="teacher model directory (e.g. exp/teacher)",
+    )
+    p.add_argument(
+        "--out", type=out_dir, required=True, help="output directory (e.g. exp/student_init)"
+    )
     p.add_argument(
         "--decoder-layers", type=parse_layers, default=2, metavar="N|LIST", help=LAYERS_HELP
     )

@@ -1,10 +1,128 @@
-"""Argument-parsing helpers shared by the command modules (not a command itself)."""
+"""Argument-parsing helpers shared by the command modules (not a command itself): typed
+validators for numeric options, model sources, data dirs to read and paths to write (argparse
+refuses a bad value with its one-line usage error naming the option and the path) and
+``KEY=VALUE`` lists."""
 
 from __future__ import annotations
 
+import argparse
+import math
+from pathlib import Path
 from typing import Any
 
-__all__ = ["key_values"]
+__all__ = [
+    "data_dir",
+    "key_values",
+    "model_dir",
+    "model_source",
+    "non_negative_float",
+    "non_negative_int",
+    "out_dir",
+    "out_file",
+    "positive_float",
+    "positive_int",
+    "probability",
+]
+
+
+def _number(text: str, cast: type) -> Any:
+    try:
+        value = cast(text)
+    except ValueError:
+        kind = "an integer" if cast is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if cast is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (counts, sizes: --nj, --batch-size, --num-beams, --max-steps)."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (0 meaning none or off: --bootstrap 0, --rskd-k 0, seeds)."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (durations in seconds, temperatures)."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    """A number in [0, 1]."""
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def model_source(text: str) -> str:
+    """A model directory or a Hub repo id; a missing local path is refused (see
+    :func:`speechdistill.teachers.source.check_model_source`)."""
+    from speechdistill.teachers.source import check_model_source
+
+    try:
+        check_model_source(text)
+    except (OSError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def model_dir(text: str) -> str:
+    """An existing local model directory."""
+    from speechdistill.teachers.source import check_model_source
+
+    try:
+        check_model_source(text, hub=False)
+    except (OSError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def data_dir(text: str) -> str:
+    """An existing, non-empty directory (a Kaldi data dir to read)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such data directory")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: not a directory (a data dir is one)")
+    if not any(path.iterdir()):
+        raise argparse.ArgumentTypeError(f"{text}: empty directory (not a Kaldi data dir)")
+    return text
+
+
+def out_dir(text: str) -> str:
+    """A directory to write: new, or an existing directory (never an existing file)."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: exists and is not a directory")
+    return text
+
+
+def out_file(text: str) -> str:
+    """A file to write: new, or an existing file (never a directory)."""
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a directory (a file is written here)")
+    return text
 
 
 def _parse_value(text: str) -> Any:

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from speechdistill.cli.options import (
+    data_dir,
+    model_dir,
+    non_negative_int,
+    out_dir,
+    positive_float,
+    positive_int,
+)
+
 CT2_ONLY_DTYPES = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16")
 
 
@@ -17,15 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "same OUT (and job) is refused while the first runs. Run several "
         "jobs with --num-jobs/--job (then --finalize), or processes with `accelerate launch`.",
     )
-    p.add_argument("--teacher", required=True, help="teacher model directory (stage 3)")
-    p.add_argument("--data", required=True, help="Kaldi data dir (text not needed)")
-    p.add_argument("--out", required=True, help="output data dir")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-beams", type=int, default=1, help="1 = greedy")
+    p.add_argument(
+        "--teacher", required=True, type=model_dir, help="teacher model directory (stage 3)"
+    )
+    p.add_argument("--data", type=data_dir, required=True, help="Kaldi data dir (text not needed)")
+    p.add_argument("--out", type=out_dir, required=True, help="output data dir")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--num-beams", type=positive_int, default=1, help="1 = greedy")
     p.add_argument("--language", default=None, help="e.g. pt (multilingual teachers; else detect)")
     p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
     p.add_argument("--timestamps", action="store_true", help="also write text.teacher_ts")
-    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=positive_int, default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (accelerate sets it)")
     p.add_argument(
         "--dtype",
@@ -36,23 +47,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="hf", choices=["hf", "ct2"])
     p.add_argument(
         "--encoder-window",
-        type=float,
+        type=positive_float,
         default=30.0,
         help="encoder input in seconds (30 = Whisper's; shorter is faster, changes labels)",
     )
     p.add_argument("--cache-encoder", action="store_true", help="cache encoder states (fp16)")
-    p.add_argument("--rskd-k", type=int, default=0, help="cache K sampled teacher tokens/position")
-    p.add_argument("--rskd-temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0, help="seed of the RS-KD draws")
+    p.add_argument(
+        "--rskd-k", type=non_negative_int, default=0, help="cache K sampled teacher tokens/position"
+    )
+    p.add_argument("--rskd-temperature", type=positive_float, default=1.0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the RS-KD draws")
     p.add_argument(
         "--max-duration",
-        type=float,
+        type=positive_float,
         default=30.0,
         help="skip longer utterances, seconds (at most 30, Whisper's window; they are counted "
         "in pseudo_label.json and listed in bad_utts, never truncated)",
     )
-    p.add_argument("--num-jobs", type=int, default=1, help="jobs sharing this output dir")
-    p.add_argument("--job", type=int, default=1, help="this job's number, 1..num-jobs")
+    p.add_argument("--num-jobs", type=positive_int, default=1, help="jobs sharing this output dir")
+    p.add_argument("--job", type=positive_int, default=1, help="this job's number, 1..num-jobs")
     p.add_argument(
         "--finalize", action="store_true", help="only merge the finished jobs' results into OUT"
     )

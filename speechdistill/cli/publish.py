@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from speechdistill.cli.options import model_dir, out_dir
+
 
 def _split(text: str) -> tuple[str, str]:
     name, sep, split = text.partition("=")
@@ -30,8 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "needed and upload the folder. The token comes from HF_TOKEN or the stored login "
         "(`hf auth login`) and is never printed.",
     )
-    p.add_argument("--model", required=True, help="trained student dir (e.g. exp/student)")
-    p.add_argument("--teacher", default=None, help="teacher dir (e.g. exp/teacher): size, id")
+    p.add_argument(
+        "--model", required=True, type=model_dir, help="trained student dir (e.g. exp/student)"
+    )
+    p.add_argument(
+        "--teacher", default=None, type=model_dir, help="teacher dir (e.g. exp/teacher): size, id"
+    )
     p.add_argument(
         "--results",
         nargs="+",
@@ -62,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--out",
+        type=out_dir,
         default=None,
         help="the hub folder (default: MODEL/hub); an earlier one is replaced, a non-empty "
         "folder publish did not write is refused",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from speechdistill.cli.options import out_file
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser(
@@ -13,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Write RESULTS.md with a section per model and WER/CER tables per dataset.",
     )
     r.add_argument("results", nargs="+", help="results.json files (or score dirs holding one)")
-    r.add_argument("--out", required=True, help="RESULTS.md to write")
+    r.add_argument("--out", type=out_file, required=True, help="RESULTS.md to write")
     r.add_argument("--title", default="RESULTS", help="top heading (default: RESULTS)")
     r.add_argument("--model", help="model name for every entry (default: from each file)")
     r.add_argument(

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from speechdistill.cli.options import key_values
+from speechdistill.cli.options import key_values, non_negative_int, out_dir
 from speechdistill.datadir import read_kv
 
 
@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ref", required=True, help="reference text (utt text), e.g. data/test/text")
     p.add_argument("--hyp", required=True, help="hypothesis text, e.g. exp/x/decode_test/text")
-    p.add_argument("--out", required=True, help="output dir, e.g. exp/x/decode_test/score_wer")
+    p.add_argument(
+        "--out", type=out_dir, required=True, help="output dir, e.g. exp/x/decode_test/score_wer"
+    )
     p.add_argument(
         "--normalizer", default="english", choices=sorted(NORMALIZERS), help="(default: english)"
     )
@@ -36,8 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--utt2spk", help="utt2spk for the per-speaker tables")
     p.add_argument("--name", help="dataset name (default: from decode_<name> in --hyp)")
     p.add_argument("--model", help="model name (default: from exp/<model>/decode_* in --hyp)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no CI)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument(
+        "--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples (0: no CI)"
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument(
         "--missing",
         choices=("delete", "error"),

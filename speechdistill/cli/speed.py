@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from speechdistill.cli.options import data_dir, model_dir, model_source, out_file, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser(
@@ -13,12 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--batch-size; with --assistant (a student dir) also speculative decoding with the "
         "student's decoder as the model's assistant. Writes OUT (speed.json).",
     )
-    sp.add_argument("--model", required=True, help="model dir")
-    sp.add_argument("--data", required=True, help="data dir")
-    sp.add_argument("--out", required=True, help="speed.json to write")
-    sp.add_argument("--batch-size", type=int, default=16)
-    sp.add_argument("--max-utts", type=int, default=32)
-    sp.add_argument("--assistant", default=None, help="student dir: speculative decoding")
+    sp.add_argument("--model", required=True, type=model_source, help="model dir")
+    sp.add_argument("--data", type=data_dir, required=True, help="data dir")
+    sp.add_argument("--out", type=out_file, required=True, help="speed.json to write")
+    sp.add_argument("--batch-size", type=positive_int, default=16)
+    sp.add_argument("--max-utts", type=positive_int, default=32)
+    sp.add_argument(
+        "--assistant", default=None, type=model_dir, help="student dir: speculative decoding"
+    )
     sp.add_argument("--device", default="cpu")
     sp.set_defaults(func=run_speed)
 

@@ -11,6 +11,8 @@ import argparse
 import json
 import logging
 
+from speechdistill.cli.options import model_dir, model_source, out_dir
+
 log = logging.getLogger("speechdistill")
 
 
@@ -59,8 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "CTranslate2 Whisper model and write a transformers model directory (safetensors, "
         "generation config, processor).",
     )
-    imp.add_argument("src", help="CTranslate2 model directory")
-    imp.add_argument("out", help="output directory (replaced)")
+    imp.add_argument("src", type=model_dir, help="CTranslate2 model directory")
+    imp.add_argument("out", type=out_dir, help="output directory (replaced)")
     imp.add_argument(
         "--dtype",
         choices=IMPORT_DTYPES,
@@ -75,8 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Convert with ctranslate2's TransformersConverter; copies tokenizer.json and "
         "writes preprocessor_config.json (for faster-whisper).",
     )
-    exp.add_argument("model", help="transformers model directory or Hub id")
-    exp.add_argument("out", help="output directory")
+    exp.add_argument("model", type=model_source, help="transformers model directory or Hub id")
+    exp.add_argument("out", type=out_dir, help="output directory")
     exp.add_argument(
         "--quantization",
         choices=QUANTIZATIONS,
@@ -97,6 +99,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a CTranslate2 directory, a transformers directory or a Hub id. Skipped when OUT already "
         "holds the same teacher.",
     )
-    prep.add_argument("name", help="tiny.en, a Hub id, or a directory")
-    prep.add_argument("out", help="output directory, e.g. exp/teacher")
+    prep.add_argument("name", type=model_source, help="tiny.en, a Hub id, or a directory")
+    prep.add_argument("out", type=out_dir, help="output directory, e.g. exp/teacher")
     prep.set_defaults(func=_prepare)

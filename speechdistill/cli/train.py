@@ -12,6 +12,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+from speechdistill.cli.options import data_dir, model_dir, out_dir
 from speechdistill.train.config import TrainConfig, add_config_args, overrides_from_args
 
 
@@ -30,12 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--student",
         required=True,
+        type=_student,
         help="initial student dir (init-student), or `hubert` for a new DistilHuBERT student",
     )
-    p.add_argument("--teacher", required=True, help="teacher dir (stage 3)")
-    p.add_argument("--train", required=True, help="training data dir (text.teacher or text)")
-    p.add_argument("--dev", required=True, help="dev data dir (model selection only)")
-    p.add_argument("--out", required=True, help="output dir (model, logs, checkpoints)")
+    p.add_argument("--teacher", required=True, type=model_dir, help="teacher dir (stage 3)")
+    p.add_argument(
+        "--train", type=data_dir, required=True, help="training data dir (text.teacher or text)"
+    )
+    p.add_argument(
+        "--dev", type=data_dir, required=True, help="dev data dir (model selection only)"
+    )
+    p.add_argument(
+        "--out", type=out_dir, required=True, help="output dir (model, logs, checkpoints)"
+    )
     p.add_argument("--config", default=None, help="YAML file of training options")
     p.add_argument(
         "--force",
@@ -61,6 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         skip=[f.name for f in shared],
     )
     p.set_defaults(func=_run)
+
+
+def _student(text: str) -> str:
+    """``hubert`` (a new DistilHuBERT student) or an existing model directory."""
+    return text if text == "hubert" else model_dir(text)
 
 
 def _is_hubert(student: str) -> bool:

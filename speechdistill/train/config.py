@@ -26,6 +26,44 @@ def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+#: The range of every numeric option of the training configs (those not named are unbounded):
+#: ``>=1`` counts and sizes, ``>=0`` (0: none or off), ``>0``, ``[0,1]`` probabilities,
+#: ``[0,1)``. Checked on the command line and in ``__post_init__`` (so YAML files too).
+BOUNDS = {
+    ">=1": ("max_steps", "batch_size", "grad_accum", "eval_steps", "eval_batch_size",
+            "save_steps", "keep_checkpoints", "log_steps", "max_label_tokens",
+            "eval_max_new_tokens", "student_layers", "student_pos_conv_kernel",
+            "student_pos_conv_groups", "mask_time_length"),
+    ">=0": ("warmup_steps", "weight_decay", "max_grad_norm", "seed", "num_workers",
+            "eval_max_utts", "on_policy_weight", "on_policy_temperature", "student_hidden_size",
+            "student_heads", "student_ffn_size", "head_hidden_size", "lambda_cos",
+            "freeze_encoder_steps", "alpha_ce", "alpha_kd"),
+    ">0": ("lr", "temperature", "max_duration"),
+    "[0,1]": ("timestamp_prob", "prev_context_prob", "skew", "mask_time_prob", "layerdrop",
+              "final_dropout"),
+    "[0,1)": ("ema_decay",),
+}  # fmt: skip
+_BOUND_OF = {name: bound for bound, names in BOUNDS.items() for name in names}
+_IN_WORDS = {">=1": ">= 1", ">=0": ">= 0", ">0": "> 0", "[0,1]": "in [0, 1]", "[0,1)": "in [0, 1)"}
+_IN_BOUND = {
+    ">=1": lambda v: v >= 1,
+    ">=0": lambda v: v >= 0,
+    ">0": lambda v: v > 0,
+    "[0,1]": lambda v: 0 <= v <= 1,
+    "[0,1)": lambda v: 0 <= v < 1,
+}
+
+
+def bound_error(name: str, value: Any) -> str | None:
+    """Why ``value`` is out of the range of option ``name`` (see :data:`BOUNDS`), or None."""
+    bound = _BOUND_OF.get(name)
+    if bound is None or value is None or isinstance(value, bool):
+        return None
+    if not isinstance(value, (int, float)) or value != value or not _IN_BOUND[bound](value):
+        return f"expected a number {_IN_WORDS[bound]}, got {value!r}"
+    return None
+
+
 @dataclass
 class BaseTrainConfig:
     """Optimisation, evaluation and checkpoint options every trainer shares; a trainer's config
@@ -54,6 +92,10 @@ class BaseTrainConfig:
     log_steps: int = _opt(10, "log the losses every N steps")
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            problem = bound_error(f.name, getattr(self, f.name))
+            if problem:
+                raise ValueError(f"training option {f.name}: {problem}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(
                 f"mixed_precision must be no, bf16 or fp16, not {self.mixed_precision!r}"
@@ -222,15 +264,34 @@ def add_config_args(
             parse = kind
         elif kind == (float | None):
             parse = float
+        metavar = {_parse_bool: "BOOL", int: "INT", float: "FLOAT"}.get(parse, "STR")
+        if f.name in _BOUND_OF:
+            parse = _bounded(parse, f.name)
         default = f.default if f.default is not dataclasses.MISSING else None
         group.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f"cfg_{f.name}",
             type=parse,
             default=None,
-            metavar={_parse_bool: "BOOL", int: "INT", float: "FLOAT"}.get(parse, "STR"),
+            metavar=metavar,
             help=f"{f.metadata.get('help', '')} (default: {json.dumps(default)})",
         )
+
+
+def _bounded(parse: Any, name: str) -> Any:
+    """``parse`` then the range check of option ``name`` (argparse's one-line usage error)."""
+
+    def check(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        problem = bound_error(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return check
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -307,7 +307,6 @@ def recipe(tmp_path: Path):
         (["--skip_stages", "2 4"], ["prepare", "teacher"]),
         (["--skip_stages", "format,decode"], ["prepare", "teacher"]),
         (["--skip-stages", "1 teacher"], ["format", "decode"]),
-        (["--stage", "3", "--stop_stage", "2"], []),
     ],
 )
 def test_stage_selection(recipe, args, expected):
@@ -322,6 +321,9 @@ def test_stage_selection(recipe, args, expected):
         (["--stage", "trian"], "--stage 'trian': no such stage"),
         (["--stop_stage", "x"], "--stop_stage 'x': no such stage"),
         (["--skip_stages", "1 fliter"], "--skip_stages 'fliter': no such stage"),
+        (["--stage", "3", "--stop_stage", "2"], "--stop_stage 2 is before --stage 3"),
+        (["--stage", "5"], "--stage 5: no such stage"),
+        (["--skip_stages", "9"], "--skip_stages 9: no such stage"),
     ],
 )
 def test_unknown_stage_names_fail_early(recipe, args, message):
