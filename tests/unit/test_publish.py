@@ -342,6 +342,8 @@ def test_cli_dry_run(exp, tmp_path):
     assert "dry run: nothing uploaded" in proc.stdout
     assert f"WER % (model-index): test {pct(exp.wer['student', 'test']):.2f}" in proc.stdout
     assert FAKE_TOKEN not in proc.stdout + proc.stderr
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if FAKE_TOKEN.encode() in p.read_bytes()]
     card = ModelCard.load(out / "README.md")
     assert card.data.license == "mit"
     assert [e.dataset_split for e in card.data.eval_results] == ["test.other"]
