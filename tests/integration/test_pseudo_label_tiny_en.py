@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechdistill.cache import CacheReader
+from speechdistill.cache import COMBINED_OWNER, CacheReader
 from speechdistill.cli import main
 from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import subset
@@ -25,6 +25,7 @@ from speechdistill.datadir.validate import validate
 from speechdistill.pseudo_label import HFLabeler, PseudoLabelConfig, finalize, pseudo_label
 from speechdistill.pseudo_label.stats import STATS, token_stats
 from speechdistill.teachers.identity import teacher_identity
+from speechdistill.utils import mark_owned
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +233,11 @@ def test_combine_carries_the_teacher_caches(
     dst = tmp_path / "both"
     (dst / "cache").mkdir(parents=True)
     (dst / "cache" / "stale.safetensors").write_text("x")
+    # a cache combine did not write is never replaced; an earlier combined cache is
+    assert main(["data", "combine", str(dst), *map(str, parts)]) == 1
+    assert "not written by `speechdistill data combine`" in caplog.text
+    assert (dst / "cache" / "stale.safetensors").exists()
+    mark_owned(dst / "cache", COMBINED_OWNER)
     assert main(["data", "combine", str(dst), *map(str, parts)]) == 0
     assert "teacher caches of 4 utterances" in capsys.readouterr().out
     assert not (dst / "cache" / "stale.safetensors").exists()
