@@ -15,8 +15,12 @@ layers are accepted when sorted, unique and in range.
 
 ``alignment_heads`` (the ``(decoder layer, head)`` cross-attention pairs used for word
 timestamps) name teacher decoder layers: pairs on kept layers are renumbered to the student's
-layer index, the others are dropped; when none survive the entry is removed (word timestamps then
-need new heads, e.g. after training). Both lists are recorded in ``student.json``.
+layer index, the others are dropped. When none survive (a 32-layer large-v3 teacher's heads lie in
+its middle layers, none on the 2 a 32-2 student keeps) or the teacher has none, the student gets
+the default of openai-whisper and CTranslate2's converter: every head of the last half of its
+decoder layers (:func:`default_alignment_heads`), so word timestamps work, and agree, in
+transformers and in faster-whisper; a warning says so. Both lists are recorded in
+``student.json``.
 
 ``student.json``, written last, records the layer maps, parameter counts and the teacher's
 identity (``teacher.json``'s weights hashes when present, else the hashes of its safetensors).
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "STUDENT_JSON",
     "StudentInfo",
+    "default_alignment_heads",
     "init_student",
     "layer_map",
     "read_student_info",
@@ -144,6 +149,16 @@ def remap_alignment_heads(
     return kept, dropped
 
 
+def default_alignment_heads(decoder_layers: int, attention_heads: int) -> list[list[int]]:
+    """Every ``(layer, head)`` of the last half of the decoder layers: the alignment heads
+    openai-whisper and CTranslate2's converter use for a model that names none."""
+    return [
+        [layer, head]
+        for layer in range(decoder_layers // 2, decoder_layers)
+        for head in range(attention_heads)
+    ]
+
+
 # --------------------------------------------------------------------------------------------
 # the record
 
@@ -164,7 +179,8 @@ class StudentInfo:
     #: ``{"teacher"|"student": {"total", "encoder", "decoder"}}``; the decoder includes the token
     #: embeddings, and the tied output projection is counted once.
     params: dict[str, dict[str, int]]
-    #: ``{"teacher": [...], "student": [...] | None, "dropped": [...]}`` (``(layer, head)`` pairs).
+    #: ``{"teacher": [...] | None, "student": [...], "dropped": [...]}`` (``(layer, head)`` pairs),
+    #: with ``"default": true`` when the student's are :func:`default_alignment_heads`.
     alignment_heads: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"
     speechdistill_version: str = __version__
@@ -341,21 +357,31 @@ def init_student(
     gen = copy.deepcopy(teacher.generation_config)
     teacher_heads = getattr(gen, "alignment_heads", None)
     heads: dict[str, Any] = {"teacher": teacher_heads, "student": None, "dropped": []}
+    kept: list[list[int]] = []
     if teacher_heads:
         kept, dropped = remap_alignment_heads(teacher_heads, dec_map)
-        heads.update(student=kept or None, dropped=dropped)
-        if kept:
-            gen.alignment_heads = kept
-        else:
-            delattr(gen, "alignment_heads")
+        heads.update(dropped=dropped)
         if dropped:
-            log.log(
-                logging.INFO if kept else logging.WARNING,
-                "alignment heads on dropped decoder layers removed: %s; kept (renumbered): %s%s",
+            log.info(
+                "alignment heads on dropped decoder layers removed: %s; kept (renumbered): %s",
                 dropped,
                 kept,
-                "" if kept else " (word-level timestamps need new alignment heads)",
             )
+    if not kept:
+        kept = default_alignment_heads(config.decoder_layers, config.decoder_attention_heads)
+        heads["default"] = True
+        log.warning(
+            "%s: %s; the student's word timestamps use the default heads (every head of its "
+            "last %d decoder layer(s)): %s",
+            teacher_dir,
+            "no alignment head lies on a kept decoder layer"
+            if teacher_heads
+            else "the teacher names no alignment heads",
+            config.decoder_layers - config.decoder_layers // 2,
+            kept,
+        )
+    heads["student"] = kept
+    gen.alignment_heads = kept
     student.generation_config = gen
 
     info = StudentInfo(

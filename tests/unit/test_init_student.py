@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from whisper_helpers import check_student_tensors, generation_dict  # noqa: E402
 from speechdistill.cli import init_student as cli_init_student  # noqa: E402
 from speechdistill.init_student import (  # noqa: E402
     STUDENT_JSON,
+    default_alignment_heads,
     init_student,
     layer_map,
     read_student_info,
@@ -35,6 +38,7 @@ from speechdistill.init_student import (  # noqa: E402
 )
 from speechdistill.teachers.whisper import load_teacher  # noqa: E402
 from speechdistill.testing import english_tokenizer, multilingual_tokenizer, save_random_whisper  # noqa: E402
+from speechdistill.whisper.ct2.export import export_ct2  # noqa: E402
 
 TEACHER_HEADS = [[0, 1], [2, 0], [3, 2], [5, 1], [5, 3]]
 
@@ -242,17 +246,47 @@ def test_init_student_encoder_subset_and_explicit_list(teacher, tmp_path):
     check_student_tensors(teacher, out, [0, 3], [1, 4])
     cfg = WhisperConfig.from_pretrained(out)
     assert (cfg.encoder_layers, cfg.decoder_layers) == (2, 2)
-    # No alignment head lies on teacher decoder layers 1 or 4: the entry is removed.
+    # No alignment head lies on teacher decoder layers 1 or 4: the student gets the default
+    # heads (every head of its last decoder layer), as CTranslate2's converter would.
+    default = [[1, h] for h in range(cfg.decoder_attention_heads)]
+    assert default_alignment_heads(2, cfg.decoder_attention_heads) == default
     gen = GenerationConfig.from_pretrained(out)
-    assert getattr(gen, "alignment_heads", None) is None
+    assert gen.alignment_heads == default
     assert info.alignment_heads == {
         "teacher": TEACHER_HEADS,
-        "student": None,
+        "student": default,
         "dropped": TEACHER_HEADS,
+        "default": True,
     }
     tgen, sgen = generation_dict(teacher), generation_dict(out)
-    tgen.pop("alignment_heads")
+    tgen.pop("alignment_heads"), sgen.pop("alignment_heads")
     assert sgen == tgen
+
+
+def test_student_of_a_teacher_without_heads_gets_word_timestamps(tmp_path, caplog):
+    teacher = save_random_whisper(tmp_path / "teacher", english_tokenizer(), multilingual=False)
+    gen = GenerationConfig.from_pretrained(teacher)
+    del gen.alignment_heads
+    gen.save_pretrained(teacher)
+    with caplog.at_level(logging.WARNING, logger="speechdistill.init_student"):
+        info = init_student(teacher, tmp_path / "student", decoder_layers=2)
+    assert "the teacher names no alignment heads" in caplog.text
+    default = [[1, 0], [1, 1], [1, 2], [1, 3]]
+    assert info.alignment_heads == {
+        "teacher": None,
+        "student": default,
+        "dropped": [],
+        "default": True,
+    }
+    # transformers computes word-level (token) timestamps with them ...
+    model, _ = load_teacher(tmp_path / "student")
+    assert model.generation_config.alignment_heads == default
+    out = model.generate(torch.zeros(1, 80, 100), max_new_tokens=4, return_token_timestamps=True)
+    assert out["token_timestamps"].shape == out["sequences"].shape
+    # ... and the CTranslate2 export (faster-whisper's word timestamps) holds the same heads.
+    if importlib.util.find_spec("ctranslate2") is not None:
+        ct2 = export_ct2(tmp_path / "student", tmp_path / "ct2")
+        assert json.loads((ct2 / "config.json").read_text())["alignment_heads"] == default
 
 
 # ------------------------------------------------------------------------------------------
