@@ -244,10 +244,11 @@ def make_model_card(
     title = opts.model_name or (opts.repo_id.split("/")[-1] if opts.repo_id else None)
     title = title or (f"distil-{base.split('/')[-1]}" if base else "speechdistill-student")
     tags = [*REQUIRED_TAGS, *(["ctranslate2"] if ct2 else [])]
+    language = _resolve_language(opts, model_dir)
     data = ModelCardData(
         model_name=title,
         base_model=base,
-        language=_resolve_language(opts, model_dir),
+        language=language,
         license=_resolve_license(opts, base),
         library_name="transformers",
         pipeline_tag=TASK,
@@ -292,6 +293,7 @@ def make_model_card(
             "ct2_subdir": CT2_SUBDIR,
             "repo_id": opts.repo_id,
             "folder": folder_hint,
+            "language": language if isinstance(language, str) else None,
         }
     )
     return ModelCard(text)
