@@ -75,7 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export-ct2",
         help="convert a transformers Whisper model to CTranslate2 (needs ctranslate2)",
         description="Convert with ctranslate2's TransformersConverter; copies tokenizer.json and "
-        "writes preprocessor_config.json (for faster-whisper).",
+        "writes preprocessor_config.json. config.json carries the model's alignment heads, so "
+        "the output runs in faster-whisper, long-form with word timestamps: "
+        "WhisperModel(OUT, compute_type='int8').transcribe('long.wav', word_timestamps=True) "
+        "(pip install faster-whisper; README: Running a student).",
     )
     exp.add_argument("model", type=model_source, help="transformers model directory or Hub id")
     exp.add_argument("out", type=out_dir, help="output directory")

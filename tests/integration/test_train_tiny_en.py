@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from whisper_helpers import generation_dict
 
 from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import subset
@@ -130,6 +131,10 @@ def test_training_modes_run_and_keep_the_best_dev_checkpoint(setup, tmp_path, mo
     assert torch.equal(
         trained["model.encoder.layers.0.fc1.weight"], init["model.encoder.layers.0.fc1.weight"]
     )  # fmt: skip  (frozen)
+    # the student's generation config (alignment heads for word timestamps, suppressed tokens)
+    # is the trained model's, so its exports keep working in faster-whisper and the pipeline
+    student_gen = generation_dict(setup["student"])
+    assert student_gen["alignment_heads"] and generation_dict(out) == student_gen
 
 
 def test_shared_encoder_trains_exactly_as_the_online_teacher(setup, tmp_path):

@@ -327,6 +327,9 @@ def test_ct2_export_in_a_subfolder(exp, tmp_path, no_token):
     card = ModelCard.load(result.folder / "README.md")
     assert "ctranslate2" in card.data.tags
     assert 'snapshot_download("someone/distil-mini", allow_patterns=["ct2/*"])' in card.text
+    # the usage snippets are tests/integration/test_runtimes.py's calls: long-form, timestamps
+    assert '"speech.wav", word_timestamps=True, language="en", beam_size=1' in card.text
+    assert 'asr({"raw": audio, "sampling_rate": sr}, return_timestamps="word")' in card.text
 
 
 def test_cli_dry_run(exp, tmp_path):
