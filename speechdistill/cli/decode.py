@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lf.add_argument("--long-form", action="store_true", help="decode recordings, not utterances")
     lf.add_argument(
         "--fallback-temperatures",
-        default="0.0,0.2,0.4,0.6,0.8,1.0",
+        type=_temperatures,
+        default=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
         help="temperatures tried in turn for a window (default: 0.0,0.2,…,1.0; '0' turns the "
         "fallback off)",
     )
@@ -105,11 +106,11 @@ def _temperatures(text: str) -> tuple[float, ...]:
     try:
         temps = tuple(float(t) for t in text.split(","))
     except ValueError:
-        raise ValueError(
-            f"--fallback-temperatures: expected numbers like 0,0.2,0.4, got {text!r}"
-        ) from None
-    if any(t < 0 for t in temps) or list(temps) != sorted(temps):
-        raise ValueError(f"--fallback-temperatures: expected increasing numbers >= 0, got {text!r}")
+        temps = ()
+    if not temps or any(t < 0 for t in temps) or list(temps) != sorted(temps):
+        raise argparse.ArgumentTypeError(
+            f"expected increasing numbers >= 0 separated by commas, got {text!r}"
+        )
     return temps
 
 
@@ -139,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         from speechdistill.inference.long_form import LongFormConfig
 
         long_form = LongFormConfig(
-            temperatures=_temperatures(args.fallback_temperatures),
+            temperatures=args.fallback_temperatures,
             compression_ratio_threshold=args.compression_ratio_threshold,
             logprob_threshold=args.logprob_threshold,
             no_speech_threshold=args.no_speech_threshold,

@@ -1,4 +1,4 @@
-"""Long-form decoding with the real tiny.en teacher: 14 mini_en test utterances joined into one
+"""Long-form decoding with the real tiny.en teacher: 12 mini_en test utterances joined into one
 recording with 0.3-1.2 s pauses, a data dir with ``segments`` over it. The long-form WER against
 the joined reference stays close to the short-form WER of the same utterances, and the CTM's
 word timestamps fall where the words were said."""
@@ -18,7 +18,7 @@ from speechdistill.decode import decode_data_dir, decode_long_form
 from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber
 from speechdistill.scoring import score
 
-NUM_UTTS = 14
+NUM_UTTS = 12
 
 
 @pytest.fixture(scope="module")
