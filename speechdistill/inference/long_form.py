@@ -105,7 +105,8 @@ class LongFormTranscriber:
                 "model lacks (init-student keeps the teacher's): turn word timestamps off"
             )
         tokenizer = transcriber.processor.tokenizer
-        self._eot = gen.eos_token_id
+        eot = gen.eos_token_id
+        self._eot = min(eot) if isinstance(eot, list) else eot  # ids below it are text tokens
         self._pieces = tokenizer.convert_ids_to_tokens(list(range(self._eot)))
 
     def features(self, audios: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:

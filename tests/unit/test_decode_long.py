@@ -251,3 +251,17 @@ def test_cli_reco_text_and_long_form_score_count_deletions(tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())
     assert res["dataset"] == "long_x" and res["n_utts"] == 2
     assert res["normalized"]["words"]["del"] == 3 and res["normalized"]["words"]["ins"] == 0
+
+
+def test_cli_long_form_options_reach_decode_json(setup, tmp_path):
+    from speechdistill.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["decode", "--long-form", "--model", str(setup["model"]), "--data", str(setup["data"])]
+    argv += ["--out", str(out), "--max-new-tokens", "4", "--fallback-temperatures", "0"]
+    argv += ["--no-speech-threshold", "none", "--condition-on-prev-tokens", "false"]
+    assert main(argv) == 0
+    lf = json.loads((out / "decode.json").read_text())["config"]["long_form"]
+    assert lf["temperatures"] == [0.0] and lf["no_speech_threshold"] is None
+    assert lf["condition_on_prev_tokens"] is False and lf["compression_ratio_threshold"] == 1.35
+    assert (out / "text").read_text().split()[0] == "recA"
