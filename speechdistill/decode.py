@@ -351,6 +351,9 @@ def decode_long_form(
     settings = {**asdict(config), "long_form": long_form.to_json()}
     del settings["skip_bad"], settings["device"]
     header = {"model": str(model_dir), "data": str(Path(data_dir).resolve()), "settings": settings}
+    weights = Path(model_dir) / "model.safetensors"
+    if weights.is_file():  # a model retrained in place is another model
+        header["weights"] = [weights.stat().st_size, weights.stat().st_mtime_ns]
     header["durations"] = {r: round(d, 3) for r, d in sorted(durations.items())}
     progress = out_dir / PROGRESS_DIR / "done.jsonl"
     records = _read_progress(progress, header)
