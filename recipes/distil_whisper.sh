@@ -11,8 +11,10 @@
 #   5 filter        label-free or supervised selection -> dump/<train>_pl_<filter>/
 #   6 init_student  student from the teacher (maximally spaced decoder layers) -> exp/student_init/
 #   7 train         KD training, best checkpoint on dev -> exp/student/
-#   8 decode        every model on every test set -> exp/<model>/decode_<set>/
-#   9 score         WER/CER, sclite-style reports, speed -> exp/RESULTS.md
+#   8 decode        every model on every test set -> exp/<model>/decode_<set>/; long-form (whole
+#                   recordings) on every long test set -> exp/<model>/decode_long_<set>/
+#   9 score         WER/CER, sclite-style reports, speed -> exp/RESULTS.md (long-form rows:
+#                   long_<set>, scored against the recording-level reference dump/<set>/reco_text)
 #  10 publish       Hub folder + model card (+ CT2 export); upload unless dry run -> exp/student/hub/
 # shellcheck source-path=SCRIPTDIR
 # shellcheck disable=SC2034,SC2154 # options are read by sourced helpers; cmd.sh sets *_cmd
@@ -31,6 +33,7 @@ local_data_opts=        # options for local/data.sh
 train_set=train         # training set (pseudo-labelled, never needs text)
 valid_set=dev           # dev set: model selection only
 test_sets="dev test"    # sets to decode and score
+long_test_sets=         # sets decoded long-form (whole recordings of any length) and scored by recording
 min_duration=0.1        # format: drop shorter train/dev utterances (seconds)
 max_duration=30.0       # format: drop longer train/dev utterances (seconds; Whisper's window)
 format_opts=            # more options for speechdistill format (all sets)
@@ -98,7 +101,14 @@ gen_opts=(--batch-size "${decode_batch_size}" --num-beams "${decode_num_beams}" 
 
 # Every set this recipe touches, once each, in order.
 # shellcheck disable=SC2086 # test_sets is a list
-all_sets=$(printf '%s\n' "${train_set}" "${valid_set}" ${test_sets} | awk 'NF && !seen[$0]++')
+all_sets=$(printf '%s\n' "${train_set}" "${valid_set}" ${test_sets} ${long_test_sets} |
+  awk 'NF && !seen[$0]++')
+
+# The data dir a long-form set is decoded from: the prepared one when it has segments (its
+# recordings whole, as wav.scp gives them), else the formatted one (each utterance a recording).
+long_data() {
+  if [ -f "data/$1/segments" ]; then echo "data/$1"; else echo "dump/$1"; fi
+}
 
 if stage_start 1 prepare data; then
   prepare_data
@@ -204,6 +214,14 @@ if stage_enabled 8 decode; then
       fi
       mark_done "${dir}" decode
     done
+    # long-form: one job per set (recordings are few and long; --nj does not split them)
+    for s in ${long_test_sets}; do
+      dir=exp/${m}/decode_long_${s}
+      stage_start 8 decode "${dir}" || continue
+      ${dec_cmd} "${dir}/log/decode.log" speechdistill decode --long-form --model "exp/${m}" \
+        --data "$(long_data "${s}")" --out "${dir}" "${gen_opts[@]}"
+      mark_done "${dir}" decode
+    done
   done
 fi
 
@@ -219,6 +237,19 @@ if stage_start 9 score; then
         results+=("${dir}/score_wer/results.json")
       else
         log "dump/${s} has no reference text: ${m} on ${s} not scored"
+      fi
+    done
+    for s in ${long_test_sets}; do
+      dir=exp/${m}/decode_long_${s}
+      [ -f "${dir}/text" ] || die "no hypotheses in ${dir} (run stage 8)"
+      src=$(long_data "${s}")
+      if [ -f "${src}/text" ]; then
+        speechdistill data reco-text "${src}" "dump/${s}/reco_text"
+        speechdistill score --ref "dump/${s}/reco_text" --hyp "${dir}/text" \
+          --out "${dir}/score_wer" --normalizer "${normalizer}" --model "${m}" --name "long_${s}"
+        results+=("${dir}/score_wer/results.json")
+      else
+        log "${src} has no reference text: ${m} on ${s} (long-form) not scored"
       fi
     done
     if [ -f "exp/${m}/decode_${test_sets%% *}/score_wer/results.json" ]; then

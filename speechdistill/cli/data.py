@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``data`` and its subcommands."""
     p = sub.add_parser(
         "data",
-        help="Kaldi data dirs: validate, fix, subset, combine, copy, split, merge",
+        help="Kaldi data dirs: validate, fix, subset, combine, copy, split, merge, reco-text",
         description="Tools for Kaldi data directories (ports of Kaldi's utils/*_data_dir.sh).",
     )
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         _add_copy,
         _add_split,
         _add_merge,
+        _add_reco_text,
     ):
         add(data_sub)
     data_audio.register(data_sub)
@@ -255,4 +256,31 @@ def _merge(args: argparse.Namespace) -> int:
     expected = read_keys(args.expected) if args.expected else None
     n = merge_split(args.inputs, args.dst, expected=expected)
     print(f"merge: {n} keys from {len(args.inputs)} files in {args.dst}")
+    return 0
+
+
+# reco-text ------------------------------------------------------------------------------------
+
+
+def _add_reco_text(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reco-text",
+        help="recording-level reference text (utterances joined in segment order)",
+        description="Write OUT: one line per recording of DIR/wav.scp, its utterances' texts "
+        "joined in the order of their segments' start times (the reference of long-form "
+        "decoding: speechdistill score --ref OUT --hyp DECODE_DIR/text). Without segments each "
+        "utterance is a recording. Overlapping segments and an utterance without a segment "
+        "are errors naming them; a recording without utterances gets an empty reference.",
+    )
+    p.add_argument("dir", type=data_dir, help="data dir with text (and segments)")
+    p.add_argument("out", type=out_file, help="output file, e.g. DIR/reco_text")
+    p.add_argument("--text", default="text", help="utterance text file in DIR (default: text)")
+    p.set_defaults(func=_reco_text)
+
+
+def _reco_text(args: argparse.Namespace) -> int:
+    from speechdistill.datadir.reco import write_reco_text
+
+    n = write_reco_text(args.dir, args.out, args.text)
+    print(f"reco-text: {n} recordings in {args.out}")
     return 0

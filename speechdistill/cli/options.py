@@ -76,6 +76,16 @@ def probability(text: str) -> float:
     return value
 
 
+def str2bool(text: str) -> bool:
+    """``true``/``false`` (also yes/no, 1/0), as the recipes pass booleans."""
+    low = text.lower()
+    if low in ("true", "yes", "1"):
+        return True
+    if low in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def model_source(text: str) -> str:
     """A model directory or a Hub repo id; a missing local path is refused (see
     :func:`speechdistill.teachers.source.check_model_source`)."""

@@ -244,6 +244,10 @@ def test_missing_model_path_is_named(in_tmp, capsys, monkeypatch, argv, message)
          "argument --bootstrap: expected an integer, got 'x'"),
         (["decode", "--out", "o", "--num-beams", "0"], "argument --num-beams: expected an integer >= 1"),
         (["decode", "--out", "o", "--batch-size", "-1"], "argument --batch-size: expected an integer >= 1"),
+        (["decode", "--long-form", "--out", "o", "--fallback-temperatures", "0.4,0.2"],
+         "argument --fallback-temperatures: expected increasing numbers >= 0 separated by commas, got '0.4,0.2'"),
+        (["decode", "--long-form", "--out", "o", "--no-speech-threshold", "x"],
+         "argument --no-speech-threshold: expected a number or 'none', got 'x'"),
         (["pseudo-label", "--teacher", "exp", "--data", "data", "--out", "o", "--num-jobs", "0"],
          "argument --num-jobs: expected an integer >= 1"),
         (["pseudo-label", "--teacher", "exp", "--data", "data", "--out", "o",
@@ -322,6 +326,8 @@ COMMANDS = {
     "ctc-finetune": (["ctc-finetune", "--model", "M", "--train", "DATA", "--dev", "DATA", "--out",
                       "OUT"], "--train", "--out"),
     "decode": (["decode", "--model", "M", "--data", "DATA", "--out", "OUT"], "--data", "--out"),
+    "decode --long-form": (["decode", "--long-form", "--model", "M", "--data", "DATA", "--out", "OUT"],
+                           "--data", "--out"),
     "ctc-decode": (["ctc-decode", "--model", "M", "--data", "DATA", "--out", "OUT"], "--data", "--out"),
     "speed": (["speed", "--model", "M", "--data", "DATA", "--out", "OUTFILE"], "--data", "--out"),
     "data fix": (["data", "fix", "DATA"], "dir", None),
@@ -331,6 +337,7 @@ COMMANDS = {
     "data split": (["data", "split", "DATA", "2"], "dir", None),
     "data utt2dur": (["data", "utt2dur", "DATA"], "DIR", None),
     "data to-hf": (["data", "to-hf", "DATA", "OUT"], "DIR", "OUT"),
+    "data reco-text": (["data", "reco-text", "DATA", "OUTFILE"], "dir", "out"),
 }  # fmt: skip
 
 

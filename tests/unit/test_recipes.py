@@ -1022,3 +1022,64 @@ def test_runners_are_executable():
 def test_shellcheck():
     proc = run(["shellcheck", "-x", "-s", "bash", *SHELL_FILES], cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---- long-form test sets -----------------------------------------------------------------------
+
+# Records every call; leaves the hypotheses each decode writes and each score's results.json.
+FAKE_SPEECHDISTILL_LOG = """\
+#!/usr/bin/env bash
+echo "$*" >>"$(dirname "$0")/../calls.txt"
+out= prev=
+for a in "$@"; do
+  [ "$prev" = --out ] && out=$a
+  prev=$a
+done
+case $1 in
+  decode) mkdir -p "$out" && echo "u1 hi" >"$out/text" ;;
+  score) mkdir -p "$out" && echo "{}" >"$out/results.json" ;;
+esac
+"""
+
+
+def test_long_test_sets_are_decoded_long_form_and_scored_by_recording(tmp_path: Path):
+    corpus = make_corpus(tmp_path, None, link_cmd_sh=True)
+    write_script(corpus / "bin" / "speechdistill", FAKE_SPEECHDISTILL_LOG)
+    for d in ("data/long", "dump/long", "dump/test", "exp/student"):
+        (corpus / d).mkdir(parents=True, exist_ok=True)
+    (corpus / "data/long/segments").write_text("r1-a r1 0 5\n")
+    (corpus / "data/long/text").write_text("r1-a hello\n")
+    (corpus / "dump/test/text").write_text("u1 hi\n")
+    (corpus / "exp/student/model.safetensors").write_bytes(b"")
+    proc = run(
+        [
+            RECIPES / "distil_whisper.sh",
+            "--stage",
+            "decode",
+            "--stop_stage",
+            "score",
+            "--test_sets",
+            "test",
+            "--long_test_sets",
+            "long",
+            "--speed_max_utts",
+            "0",
+        ],
+        cwd=corpus,
+    )
+    assert proc.returncode == 0, proc.stderr
+    calls = (corpus / "calls.txt").read_text().splitlines()
+    for m in ("teacher", "student"):
+        # the recordings of the segmented data dir, whole
+        decode = [c for c in calls if c.startswith("decode --long-form") and f"exp/{m} " in c]
+        assert (
+            len(decode) == 1
+            and "--data data/long --out exp/" + m + "/decode_long_long" in decode[0]
+        )
+        score = [c for c in calls if c.startswith("score") and "decode_long_long/text" in c]
+        assert any(f"--model {m} --name long_long" in c for c in score)
+        assert all("--ref dump/long/reco_text" in c for c in score)
+    assert "data reco-text data/long dump/long/reco_text" in calls
+    results = next(c for c in calls if c.startswith("results --out exp/RESULTS.md"))
+    assert "exp/student/decode_long_long/score_wer/results.json" in results
+    assert "exp/teacher/decode_test/score_wer/results.json" in results
