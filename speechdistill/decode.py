@@ -179,11 +179,7 @@ def transcribe_data_dir(
 
     write_kv(out_dir / "text", hyps)
     write_kv(out_dir / "utt2decode_time", {u: f"{t:.4f}" for u, t in times.items()})
-    if bad:
-        write_kv(out_dir / "bad_utts", bad)
-        log.warning(
-            "skipped %d unreadable utterances (listed in %s)", len(bad), out_dir / "bad_utts"
-        )
+    _write_bad(out_dir, bad, "utterances")
     summary = DecodeSummary(
         model=str(model_dir),
         data=str(data_dir),
@@ -202,6 +198,13 @@ def transcribe_data_dir(
         summary.rtfx,
     )
     return summary
+
+
+def _write_bad(out_dir: Path, bad: dict[str, str], unit: str) -> None:
+    """``out_dir/bad_utts`` (id → reason) of the skipped inputs, with a warning; none: nothing."""
+    if bad:
+        write_kv(out_dir / "bad_utts", bad)
+        log.warning("skipped %d unreadable %s (listed in %s)", len(bad), unit, out_dir / "bad_utts")
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -395,11 +398,7 @@ def decode_long_form(
     bar.close()
 
     _write_long_form_outputs(out_dir, records)
-    if bad:
-        write_kv(out_dir / "bad_utts", bad)
-        log.warning(
-            "skipped %d unreadable recordings (listed in %s)", len(bad), out_dir / "bad_utts"
-        )
+    _write_bad(out_dir, bad, "recordings")
     summary = DecodeSummary(
         model=str(model_dir),
         data=str(data_dir),

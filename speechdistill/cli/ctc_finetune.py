@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from speechdistill.cli.options import data_dir, model_dir, out_dir
+from speechdistill.cli.options import add_force_arg, data_dir, model_dir, out_dir
 from speechdistill.train.config import add_config_args, overrides_from_args
 
 
@@ -30,13 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=out_dir, required=True, help="output dir (model, processor, logs)")
     p.add_argument("--config", default=None, help="YAML file of options")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="start over: remove OUT's previous training run (its checkpoints, model, logs) "
-        "instead of resuming it; without it a rerun resumes only a run of the same settings "
-        "and inputs and refuses any other",
-    )
+    add_force_arg(p)
     add_config_args(p, CTCTrainConfig, title="fine-tuning options (override the --config file)")
     p.set_defaults(func=_run)
 

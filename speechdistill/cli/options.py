@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "add_force_arg",
     "data_dir",
     "key_values",
     "model_dir",
@@ -25,6 +27,17 @@ __all__ = [
 ]
 
 
+def add_force_arg(p: argparse.ArgumentParser) -> None:
+    """A trainer's ``--force``: start over instead of resuming (see ``speechdistill.train.run``)."""
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start over: remove OUT's previous training run (its checkpoints, model, logs) "
+        "instead of resuming it; without it a rerun resumes only a run of the same settings "
+        "and inputs and refuses any other",
+    )
+
+
 def _number(text: str, cast: type) -> Any:
     try:
         value = cast(text)
@@ -36,44 +49,27 @@ def _number(text: str, cast: type) -> Any:
     return value
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (counts, sizes: --nj, --batch-size, --num-beams, --max-steps)."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+def _bounded(cast: type, ok: Callable[[Any], bool], expected: str, doc: str) -> Callable:
+    """An argparse type: ``cast`` of the text, refused (naming ``expected``) unless ``ok``."""
+
+    def parse(text: str):
+        value = _number(text, cast)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__doc__ = doc
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An integer >= 0 (0 meaning none or off: --bootstrap 0, --rskd-k 0, seeds)."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0 (durations in seconds, temperatures)."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0."""
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def probability(text: str) -> float:
-    """A number in [0, 1]."""
-    value = _number(text, float)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
+positive_int = _bounded(int, lambda v: v >= 1, "an integer >= 1",
+                        "An integer >= 1 (counts, sizes: --nj, --batch-size, --num-beams).")  # fmt: skip
+non_negative_int = _bounded(int, lambda v: v >= 0, "an integer >= 0",
+                            "An integer >= 0 (0 meaning none or off: --bootstrap 0, seeds).")  # fmt: skip
+positive_float = _bounded(float, lambda v: v > 0, "a number > 0",
+                          "A finite number > 0 (durations in seconds, temperatures).")  # fmt: skip
+non_negative_float = _bounded(float, lambda v: v >= 0, "a number >= 0", "A finite number >= 0.")
+probability = _bounded(float, lambda v: 0 <= v <= 1, "a number in [0, 1]", "A number in [0, 1].")
 
 
 def str2bool(text: str) -> bool:

@@ -12,7 +12,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from speechdistill.cli.options import data_dir, model_dir, out_dir
+from speechdistill.cli.options import add_force_arg, data_dir, model_dir, out_dir
 from speechdistill.train.config import TrainConfig, add_config_args, overrides_from_args
 
 
@@ -45,13 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", type=out_dir, required=True, help="output dir (model, logs, checkpoints)"
     )
     p.add_argument("--config", default=None, help="YAML file of training options")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="start over: remove OUT's previous training run (its checkpoints, model, logs) "
-        "instead of resuming it; without it a rerun resumes only a run of the same settings "
-        "and inputs and refuses any other",
-    )
+    add_force_arg(p)
     add_config_args(p)
     shared = [f for f in fields(HubertTrainConfig) if f.name not in HUBERT_ONLY_OPTIONS]
     whisper_defaults = {f.name: f.default for f in fields(TrainConfig)}
