@@ -21,7 +21,6 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from speechdistill.audio import SAMPLE_RATE, AudioError, AudioReader, is_pipe, write_wav
-from speechdistill.datadir.core import check_id
 from speechdistill.datadir.fix import load_tables, restrict, write_tables
 from speechdistill.utils import PathLike, atomic_write_text, locks_run
 
@@ -110,9 +109,7 @@ def format_data_dir(
     """
     src, dst = Path(src), Path(dst)
     audio_dir = Path(audio_dir) if audio_dir is not None else dst / "wav"
-    reader = AudioReader(src)  # reading wav.scp/segments checks every id
-    for utt in reader.utt_ids:
-        check_id(utt, "utterance id", src / ("segments" if reader.segments else "wav.scp"))
+    reader = AudioReader(src)  # reading wav.scp/segments checks every id (check_id)
     tables, kinds = load_tables(src)  # before the long part: a missing utt2spk fails now
     audio_dir.mkdir(parents=True, exist_ok=True)
     old_manifest = _load_manifest(audio_dir)

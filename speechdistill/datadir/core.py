@@ -113,13 +113,11 @@ def parse_line(line: str) -> tuple[str, str]:
     return key, value
 
 
-def read_kv(
-    path: PathLike, *, allow_duplicates: bool = False, check_keys: bool = True
-) -> dict[str, str]:
+def read_kv(path: PathLike, *, allow_duplicates: bool = False) -> dict[str, str]:
     """Read a ``key value`` file into an ordered dict.
 
-    Duplicate keys, blank lines and (unless ``check_keys`` is false) unsafe ids (:func:`check_id`)
-    are errors naming file and line. DOS line endings (CRLF) are stripped with a warning;
+    Duplicate keys, blank lines and unsafe ids (:func:`check_id`) are errors naming file and
+    line. DOS line endings (CRLF) are stripped with a warning;
     ``speechdistill data validate`` refuses them and ``data fix`` rewrites the file without them.
     """
     path = Path(path)
@@ -143,8 +141,7 @@ def read_kv(
         key, value = parse_line(line)
         if not key:
             raise DataDirError("empty line", path, lineno)
-        if check_keys:
-            check_id(key, kind, path, lineno)
+        check_id(key, kind, path, lineno)
         if key in out and not allow_duplicates:
             raise DataDirError(f"duplicate key {key!r}", path, lineno)
         out[key] = value
@@ -169,19 +166,13 @@ def format_line(key: str, value: str) -> str:
     return f"{key} {value}\n" if value != "" else f"{key}\n"
 
 
-def write_kv(
-    path: PathLike, mapping: Mapping[str, object], *, sort: bool = True, check_keys: bool = True
-) -> None:
+def write_kv(path: PathLike, mapping: Mapping[str, object], *, sort: bool = True) -> None:
     """Write ``mapping`` as a Kaldi file atomically, C-sorted by key unless ``sort=False``.
-
-    Unless ``check_keys`` is false, an unsafe id (:func:`check_id`) is an error and nothing is
-    written.
-    """
+    An unsafe id (:func:`check_id`) is an error and nothing is written."""
     keys = c_sorted(mapping) if sort else list(mapping)
-    if check_keys:
-        kind = id_kind(Path(path).name)
-        for key in keys:
-            check_id(key, kind, path)
+    kind = id_kind(Path(path).name)
+    for key in keys:
+        check_id(key, kind, path)
     with atomic_open(path, "w") as f:
         for key in keys:
             f.write(format_line(key, _fmt(mapping[key])))
