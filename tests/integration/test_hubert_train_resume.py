@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 from hubert_helpers import csv_rows
+from recipe_helpers import kill_when
 from safetensors.torch import load_file
 
 
@@ -64,20 +63,8 @@ def test_exact_resume_after_kill(hubert_data, tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["steps"] == 6
 
     killed = tmp_path / "killed"
-    p = subprocess.Popen(
-        _cmd(hubert_data, killed, 6),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     first = killed / "checkpoints" / "step_0000002" / "trainer_state.json"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and p.poll() is None and not first.is_file():
-        time.sleep(0.02)
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=60)
-    assert p.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    kill_when(_cmd(hubert_data, killed, 6), env, first.is_file, timeout=300)
     assert not (killed / "train.json").exists()
 
     proc = subprocess.run(

@@ -7,15 +7,14 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from recipe_helpers import kill_when
 
 from speechdistill.cache import COMBINED_OWNER, CacheReader
 from speechdistill.cli import main
@@ -117,16 +116,11 @@ def test_resume_after_kill_equals_an_uninterrupted_run(tiny_en_teacher, six, tmp
     assert proc.wait(timeout=600) == 0, proc.stderr.read()
 
     killed = tmp_path / "killed"
-    proc = _run_cli([*common, "--out", str(killed)])
     results = killed / ".pseudo_label" / "results.000-of-001.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if results.is_file() and results.read_text().count("\n") >= 1:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    cmd = [sys.executable, "-m", "speechdistill", "-q", *common, "--out", str(killed)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    kill_when(cmd, env, lambda: results.is_file() and results.read_text().count("\n") >= 1,
+              timeout=300)  # fmt: skip
     assert results.read_text().count("\n") < 3  # killed mid-run
     assert not (killed / "text.teacher").exists()
 

@@ -7,15 +7,14 @@ import csv
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from recipe_helpers import kill_when
 from safetensors.torch import load_file
 from whisper_helpers import generation_dict
 
@@ -369,15 +368,8 @@ def test_exact_resume_after_kill(setup, tmp_path, on_policy):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     killed = tmp_path / "killed"
-    p = subprocess.Popen(_train_cmd(setup, killed, 6, *extra), env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
     first = killed / "checkpoints" / "step_0000002" / "trainer_state.json"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and p.poll() is None and not first.is_file():
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=60)
-    assert p.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    kill_when(_train_cmd(setup, killed, 6, *extra), env, first.is_file)
     assert not (killed / "train.json").exists()
 
     proc = subprocess.run(_train_cmd(setup, killed, 6, *extra), env=env, capture_output=True,
