@@ -5,6 +5,10 @@ pseudo-labelled data dir's :data:`CACHE_DIR`, with ``index.json`` mapping each u
 shard and recording the teacher's identity, so a trainer never mixes caches of different
 teachers.
 
+Kinds of tensors (:data:`KINDS`): ``encoder`` states, ``rskd`` samples of the plain
+pseudo-label and, when it was labelled with timestamps, ``rskd_ts`` samples of the timestamped
+one; ``index.json`` records the settings (``timestamps`` among them).
+
 Random-sampling KD (RS-KD): at every position of the teacher-forced pseudo-label, ``K`` tokens
 are drawn with replacement from the teacher's softmax at temperature ``T``; the unique ids and
 their counts are kept. ``counts / K`` is an unbiased estimate of the teacher's distribution, so
@@ -43,8 +47,10 @@ INDEX = "index.json"
 #: The owner of a combined cache (:data:`~speechdistill.utils.OWNER_FILE`); a cache without the
 #: marker is replaced only if it holds an index and nothing else than a cache's entries.
 COMBINED_OWNER = "data combine"
-_OWNED = {"legacy_record": (INDEX,), "legacy": (INDEX, "encoder", "rskd", "[0-9]*")}
-KINDS = ("encoder", "rskd")
+_OWNED = {"legacy_record": (INDEX,), "legacy": (INDEX, "encoder", "rskd", "rskd_ts", "[0-9]*")}
+#: ``rskd``: the samples of the plain label (after ``<|notimestamps|>``); ``rskd_ts``: those of
+#: the timestamped label (pseudo-labelled with timestamps only).
+KINDS = ("encoder", "rskd", "rskd_ts")
 
 
 def save_shard(
@@ -66,6 +72,9 @@ def rskd_sample(
     """
     if not 1 <= k <= 255:
         raise ValueError(f"RS-KD sample size must be in 1..255, got {k}")
+    if logits.shape[0] == 0:  # an empty label (all timestamps, cut at the token limit)
+        return (torch.zeros(0, dtype=torch.int32), torch.zeros(0, dtype=torch.uint8),
+                torch.zeros(1, dtype=torch.int32))  # fmt: skip
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     draws = torch.multinomial(probs, k, replacement=True, generator=generator)
     ids, counts, offsets = [], [], [0]
@@ -146,9 +155,12 @@ class CacheReader:
         """Encoder hidden states (frames, d_model), float16."""
         return self._shard(self.index.shards["encoder"][utt_id])[utt_id]
 
-    def rskd(self, utt_id: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(ids, counts, offsets)`` of the sparse teacher distributions (see :func:`rskd_sample`)."""
-        shard = self._shard(self.index.shards["rskd"][utt_id])
+    def rskd(
+        self, utt_id: str, kind: str = "rskd"
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(ids, counts, offsets)`` of the sparse teacher distributions (see :func:`rskd_sample`)
+        of the plain label (``kind="rskd"``) or the timestamped one (``"rskd_ts"``)."""
+        shard = self._shard(self.index.shards[kind][utt_id])
         return shard[f"{utt_id}/ids"], shard[f"{utt_id}/counts"], shard[f"{utt_id}/offsets"]
 
     def utt_ids(self, kind: str) -> Iterable[str]:

@@ -3,9 +3,13 @@
 Input: any data dir (``text`` optional). Output: a data dir with the input's files (restricted
 to the labelled utterances), ``text.teacher`` (and ``text.teacher_ts`` with timestamp tokens
 when asked), ``utt2teacher_tokens`` (the generated token ids, EOS included, so that training
-and the RS-KD cache use exactly the teacher's tokens), one ``utt2<stat>`` file per statistic of
-:data:`~speechdistill.pseudo_label.stats.STATS`, ``utt2dur``, ``bad_utts`` (unreadable audio,
-and audio longer than the 30 s window or ``max_duration``: skipped, never truncated) and ``pseudo_label.json`` (counts, speed). Resumable after a kill, and shardable over
+and the RS-KD cache use exactly the teacher's tokens; without timestamp tokens) and with
+timestamps ``utt2teacher_tokens_ts`` (the generated ids, timestamp tokens included), one
+``utt2<stat>`` file per statistic of :data:`~speechdistill.pseudo_label.stats.STATS` (of the
+generated sequence), ``utt2dur``, ``bad_utts`` (unreadable audio, and audio longer than the
+30 s window or ``max_duration``: skipped, never truncated) and ``pseudo_label.json`` (counts,
+speed); optionally the teacher caches (:mod:`speechdistill.cache`: with timestamps, RS-KD
+samples of both labels). Resumable after a kill, and shardable over
 recipe jobs and ``accelerate launch`` processes, with the same result.
 
 - :mod:`~speechdistill.pseudo_label.config`: the settings and the label of one utterance;

@@ -59,15 +59,23 @@ def check_window(utt_ids: Sequence[str], durations: Sequence[float]) -> None:
 
 @dataclass
 class UttLabel:
-    """The teacher's label of one utterance and what came with it."""
+    """The teacher's label of one utterance and what came with it.
+
+    With timestamps, ``tokens_ts`` is the generated sequence (timestamp tokens included) and
+    ``tokens`` the same sequence without its timestamp tokens (the plain label, trained on after
+    ``<|notimestamps|>``); ``rskd``/``rskd_ts`` are the RS-KD samples of each, teacher-forced
+    after its own prompt.
+    """
 
     utt: str
     text: str
     stats: dict[str, float]
     tokens: list[int] = field(default_factory=list)
     text_ts: str | None = None
+    tokens_ts: list[int] | None = None
     encoder: torch.Tensor | None = None
     rskd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    rskd_ts: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def from_tokens(
@@ -77,15 +85,16 @@ class UttLabel:
         stats: dict[str, float],
         decode: Callable[..., str],
         duration: float,
-        timestamps: bool,
+        timestamp_begin: int | None,
     ) -> UttLabel:
         """The label of ``tokens`` (the teacher's output), decoded with the tokenizer's
-        ``decode``: its text (with timestamps too when asked), and ``stats`` completed with the
-        text heuristics."""
+        ``decode``: its text, and ``stats`` completed with the text heuristics. With
+        ``timestamp_begin`` (the id of ``<|0.00|>``: ``tokens`` were generated with timestamps)
+        also the timestamped text and ids, and ``tokens`` without the timestamp tokens."""
         text = " ".join(decode(tokens, skip_special_tokens=True).split())
         stats.update(text_stats(text, duration))
-        label = cls(utt, text, stats, tokens=tokens)
-        if timestamps:
-            ts = decode(tokens, skip_special_tokens=True, decode_with_timestamps=True)
-            label.text_ts = " ".join(ts.split())
-        return label
+        if timestamp_begin is None:
+            return cls(utt, text, stats, tokens=tokens)
+        plain = [t for t in tokens if t < timestamp_begin]
+        ts = decode(tokens, skip_special_tokens=True, decode_with_timestamps=True)
+        return cls(utt, text, stats, tokens=plain, text_ts=" ".join(ts.split()), tokens_ts=tokens)

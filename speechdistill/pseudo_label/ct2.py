@@ -249,13 +249,14 @@ class CT2Labeler:
             hyps.append([*seq, self.eos] if len(seq) < limit else seq)
 
         logits, no_speech = self._forced(encoded, prompts, hyps, start)
+        ts_begin = self.no_timestamps + 1 if cfg.return_timestamps else None
         labels = []
         for i, utt in enumerate(utt_ids):
             h = hyps[i]
             stats = token_stats(logits[i], torch.tensor(h, dtype=torch.long))
             stats["no_speech_prob"] = no_speech[i]
             label = UttLabel.from_tokens(
-                utt, h, stats, self.tokenizer.decode, durations[i], cfg.return_timestamps
+                utt, h, stats, self.tokenizer.decode, durations[i], ts_begin
             )
             labels.append(label)
         return labels

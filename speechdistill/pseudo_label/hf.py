@@ -6,7 +6,9 @@ Per batch of length-sorted utterances:
 2. ``generate`` decodes (greedy or beam search) from those encoder states;
 3. one teacher-forced decoder forward over prompt + hypothesis gives the raw logits of every
    generated token: the statistics, the no-speech probability (at the start-of-transcript
-   position, as Whisper computes it) and the sparse RS-KD cache all come from it. This parallel
+   position, as Whisper computes it) and the sparse RS-KD cache all come from it (with
+   timestamps and RS-KD, a second one over ``<|notimestamps|>`` + the label without its
+   timestamp tokens gives the RS-KD samples of the plain label too). This parallel
    forward costs a fraction of the sequential decode and, unlike ``generate``'s returned logits,
    is exact for beam search too and does not copy every sample's KV cache to the host (which
    transformers' Whisper ``generate`` does for ``return_dict_in_generate``).
@@ -123,6 +125,12 @@ class HFLabeler:
         prompts, langs = self.prompts(states)
         kwargs: dict[str, Any] = {"num_beams": cfg.num_beams, "do_sample": False}
         kwargs["return_timestamps"] = cfg.return_timestamps
+        if cfg.return_timestamps:
+            # one decode of the window, as Whisper's short-form transcription: without this,
+            # transformers seeks to the last timestamp and decodes again (a sequence that cannot
+            # be teacher-forced on these encoder states; with encoder states alone it fails
+            # when the rows of a batch need different numbers of passes)
+            kwargs["force_unique_generate_call"] = True
         if cfg.max_new_tokens is not None:
             kwargs["max_new_tokens"] = cfg.max_new_tokens
         if not cfg.return_timestamps:
@@ -134,18 +142,13 @@ class HFLabeler:
         limit = cfg.max_new_tokens or (self.gen.max_length or MAX_TARGET_POSITIONS) - len(
             prompts[0]
         )
-        hyps = [self._cut(row, limit) for row in out.tolist()]
+        rows = out.tolist()
+        if cfg.return_timestamps:  # the single call's output starts with the prompt
+            rows = [r[len(p) :] if r[: len(p)] == p else r for r, p in zip(rows, prompts, strict=True)]
+        hyps = [self._cut(row, limit) for row in rows]
 
-        # Teacher-forced pass over prompt + hypothesis (right-padded; the decoder is causal).
-        inputs = [p + h[:-1] if h else p for p, h in zip(prompts, hyps, strict=True)]
-        width = max(len(x) for x in inputs)
-        ids = torch.full((len(inputs), width), self.eos, dtype=torch.long)
-        for i, x in enumerate(inputs):
-            ids[i, : len(x)] = torch.tensor(x)
-        hidden = model.model.decoder(
-            input_ids=ids.to(model.device), encoder_hidden_states=states
-        ).last_hidden_state
-
+        hidden = self._forced(prompts, hyps, states)
+        ts_begin = self.gen.no_timestamps_token_id + 1 if cfg.return_timestamps else None
         labels = []
         for i, utt in enumerate(utt_ids):
             p, h = len(prompts[i]), hyps[i]
@@ -155,15 +158,54 @@ class HFLabeler:
             stats = token_stats(logits[1:], tokens)
             stats["no_speech_prob"] = torch.softmax(logits[0], -1)[self.no_speech_id].item()
             label = UttLabel.from_tokens(
-                utt, h, stats, self.processor.decode, durations[i], cfg.return_timestamps
+                utt, h, stats, self.processor.decode, durations[i], ts_begin
             )
             if cfg.cache_encoder:
                 label.encoder = states[i].to(torch.float16).cpu()
             if cfg.rskd_k:
-                gen = utt_generator(cfg.seed, utt)
-                label.rskd = rskd_sample(logits[1:].cpu(), cfg.rskd_k, cfg.rskd_temperature, gen)
+                sample = self._sampler(utt, ts_begin is not None)
+                if ts_begin is None:
+                    label.rskd = sample(logits[1:])
+                else:
+                    label.rskd_ts = sample(logits[1:])
             labels.append(label)
+        if cfg.rskd_k and ts_begin is not None:
+            self._plain_rskd(labels, prompts, states)
         return labels
+
+    def _forced(
+        self, prompts: list[list[int]], hyps: list[list[int]], states: torch.Tensor
+    ) -> torch.Tensor:
+        """Decoder hidden states of one teacher-forced pass over prompt + hypothesis
+        (right-padded; the decoder is causal)."""
+        inputs = [p + h[:-1] if h else p for p, h in zip(prompts, hyps, strict=True)]
+        width = max(len(x) for x in inputs)
+        ids = torch.full((len(inputs), width), self.eos, dtype=torch.long)
+        for i, x in enumerate(inputs):
+            ids[i, : len(x)] = torch.tensor(x)
+        return self.model.model.decoder(
+            input_ids=ids.to(self.model.device), encoder_hidden_states=states
+        ).last_hidden_state
+
+    def _sampler(self, utt: str, timestamped: bool):
+        """RS-KD sampling of one utterance's logits; the timestamped label draws from its own
+        stream (``"<utt> ts"``: ids hold no space), the plain one from the stream of a run
+        without timestamps."""
+        cfg = self.config
+        gen = utt_generator(cfg.seed, f"{utt} ts" if timestamped else utt)
+        return lambda logits: rskd_sample(logits.cpu(), cfg.rskd_k, cfg.rskd_temperature, gen)
+
+    def _plain_rskd(
+        self, labels: list[UttLabel], prompts: list[list[int]], states: torch.Tensor
+    ) -> None:
+        """RS-KD samples of the plain labels (the timestamped ones without their timestamp
+        tokens), teacher-forced after ``<|notimestamps|>`` as training feeds them."""
+        plain = [[*p, self.gen.no_timestamps_token_id] for p in prompts]
+        hidden = self._forced(plain, [lb.tokens for lb in labels], states)
+        for i, lb in enumerate(labels):
+            p = len(plain[i])
+            logits = self.model.proj_out(hidden[i, p - 1 : p - 1 + len(lb.tokens)]).float()
+            lb.rskd = self._sampler(lb.utt, False)(logits)
 
     def _cut(self, row: list[int], limit: int) -> list[int]:
         """Generated tokens up to and including the first EOS.

@@ -189,6 +189,7 @@ def _run_batches(
                         "text_ts": lb.text_ts,
                         "stats": lb.stats,
                         "tokens": lb.tokens,
+                        "tokens_ts": lb.tokens_ts,
                     }
                     for lb in labels
                 ],
@@ -208,13 +209,21 @@ def _write_caches(out: Path, index: int, labels: list[UttLabel], config: PseudoL
     if config.cache_encoder and labels:
         tensors = {lb.utt: lb.encoder for lb in labels}
         save_shard(out / CACHE_DIR / "encoder" / f"{index:06d}.safetensors", tensors, meta)
-    if config.rskd_k and labels:
+    for kind in _rskd_kinds(config) if labels else ():
         tensors = {}
         for lb in labels:
-            ids, counts, offsets = lb.rskd
+            ids, counts, offsets = getattr(lb, kind)
             tensors.update({f"{lb.utt}/ids": ids, f"{lb.utt}/counts": counts,
                             f"{lb.utt}/offsets": offsets})  # fmt: skip
-        save_shard(out / CACHE_DIR / "rskd" / f"{index:06d}.safetensors", tensors, meta)
+        save_shard(out / CACHE_DIR / kind / f"{index:06d}.safetensors", tensors, meta)
+
+
+def _rskd_kinds(config: PseudoLabelConfig | dict[str, Any]) -> tuple[str, ...]:
+    """The RS-KD kinds a run caches: the plain label's, and the timestamped label's too."""
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
+    if not get("rskd_k"):
+        return ()
+    return ("rskd", "rskd_ts") if get("return_timestamps") else ("rskd",)
 
 
 def finalize(data: PathLike, out: PathLike) -> PseudoLabelSummary:
@@ -249,7 +258,8 @@ def _finalize(data: PathLike, out: Path) -> PseudoLabelSummary:
         raise RuntimeError(f"no utterance of {data} could be labelled{detail}")
 
     tables, kinds = load_tables(data)
-    outputs = ("text.teacher", "text.teacher_ts", "utt2teacher_tokens", "bad_utts")
+    outputs = ("text.teacher", "text.teacher_ts", "utt2teacher_tokens", "utt2teacher_tokens_ts",
+               "bad_utts")  # fmt: skip
     for name in (*outputs, *(f"utt2{s}" for s in STATS)):
         tables.pop(name, None)
     write_tables(out, restrict(tables, kinds, labels))
@@ -258,6 +268,9 @@ def _finalize(data: PathLike, out: Path) -> PseudoLabelSummary:
     write_kv(out / "utt2teacher_tokens", tokens)
     if any(lb["text_ts"] is not None for lb in labels.values()):
         write_kv(out / "text.teacher_ts", {u: lb["text_ts"] or "" for u, lb in labels.items()})
+        tokens_ts = {u: " ".join(map(str, lb["tokens_ts"]))
+                     for u, lb in labels.items() if lb.get("tokens_ts")}  # fmt: skip
+        write_kv(out / "utt2teacher_tokens_ts", tokens_ts)
     for stat in STATS:
         write_kv(out / f"utt2{stat}", {u: _fmt(lb["stats"][stat]) for u, lb in labels.items()})
     write_kv(out / "utt2dur", {u: _fmt(plan.durations[u]) for u in labels})
@@ -297,9 +310,8 @@ def _finalize(data: PathLike, out: Path) -> PseudoLabelSummary:
 def _write_cache_index(out: Path, plan: Plan, done: dict[int, dict[str, Any]]) -> None:
     config = plan.identity["config"]
     shards: dict[str, dict[str, str]] = {}
-    for kind, enabled in (("encoder", config["cache_encoder"]), ("rskd", config["rskd_k"])):
-        if not enabled:
-            continue
+    kinds = (("encoder",) if config["cache_encoder"] else ()) + _rskd_kinds(config)
+    for kind in kinds:
         shards[kind] = {
             lb["utt"]: f"{kind}/{index:06d}.safetensors"
             for index, rec in done.items()
@@ -308,4 +320,5 @@ def _write_cache_index(out: Path, plan: Plan, done: dict[int, dict[str, Any]]) -
     if shards:
         settings = {k: config[k] for k in ("rskd_k", "rskd_temperature", "seed", "encoder_window")}
         settings["encoder_dtype"] = "float16"
+        settings["timestamps"] = bool(config["return_timestamps"])
         CacheIndex(plan.identity["teacher"], settings, shards).save(out / CACHE_DIR)
