@@ -144,7 +144,9 @@ class HFLabeler:
         )
         rows = out.tolist()
         if cfg.return_timestamps:  # the single call's output starts with the prompt
-            rows = [r[len(p) :] if r[: len(p)] == p else r for r, p in zip(rows, prompts, strict=True)]
+            rows = [
+                r[len(p) :] if r[: len(p)] == p else r for r, p in zip(rows, prompts, strict=True)
+            ]
         hyps = [self._cut(row, limit) for row in rows]
 
         hidden = self._forced(prompts, hyps, states)

@@ -135,10 +135,18 @@ class TrainConfig(BaseTrainConfig):
     )
     timestamp_prob: float = field(
         default=0.0,
-        metadata={"help": "use text.teacher_ts (timestamp tokens) with this probability"},
+        metadata={
+            "help": "train on the timestamped pseudo-label (utt2teacher_tokens_ts) with this "
+            "probability; every teacher mode (cache: pseudo-label with --timestamps --cache-encoder "
+            "--rskd-k K)"
+        },
     )
     prev_context_prob: float = field(
-        default=0.0, metadata={"help": "prompt with the previous utterance of the speaker"}
+        default=0.0,
+        metadata={
+            "help": "prompt with the previous utterance of the speaker with this probability, no "
+            "loss on it (cache: KD targets drawn without the context)"
+        },
     )
     language: str | None = field(
         default=None, metadata={"help": "the prompt's language (multilingual models), e.g. pt"}
@@ -148,7 +156,8 @@ class TrainConfig(BaseTrainConfig):
     )
     # teacher
     teacher_mode: str = field(
-        default="shared_encoder", metadata={"help": "online | shared_encoder | cache"}
+        default="shared_encoder",
+        metadata={"help": "online | shared_encoder | cache (no teacher: the pseudo-label caches)"},
     )
     cache_dir: str | None = field(
         default=None, metadata={"help": "the pseudo-label caches (teacher_mode=cache)"}
@@ -215,11 +224,6 @@ class TrainConfig(BaseTrainConfig):
             raise ValueError(f"loss_preset must be one of {sorted(LOSS_PRESETS)}")
         if self.teacher_mode not in ("online", "shared_encoder", "cache"):
             raise ValueError(f"unknown teacher_mode {self.teacher_mode!r}")
-        if self.teacher_mode == "cache" and (self.timestamp_prob or self.prev_context_prob):
-            raise ValueError(
-                "teacher_mode=cache holds the teacher's distributions of the plain pseudo-label: "
-                "timestamp_prob and prev_context_prob must be 0"
-            )
         if self.on_policy_weight < 0 or self.on_policy_temperature < 0:
             raise ValueError("on_policy_weight and on_policy_temperature must be >= 0")
         if self.teacher_mode != "online" and not self.freeze_encoder:

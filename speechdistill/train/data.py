@@ -7,21 +7,31 @@ uses timestamps):
     decoder input  <|sot|> P  w1 … wn
     labels         P  w1 … wn <|eot|>
 
-With previous-context conditioning (as in distil-whisper), ``<|startofprev|> c1 … cm`` comes
-first and its positions get label -100 (no loss). Token ids are the teacher's own
-(``utt2teacher_tokens``) when the targets are the pseudo-labels, so that training and the RS-KD
-cache see exactly what the teacher generated; other texts are tokenised with a leading space,
-as Whisper's transcripts start.
+An example drawn with timestamps (``timestamp_prob``) has no ``<|notimestamps|>`` and its words
+are the timestamped label (``<|0.00|> w1 … <|1.24|>``). With previous-context conditioning (as
+in distil-whisper), ``<|startofprev|> c1 … cm`` (the previous utterance's plain label) comes
+first and its positions get label -100 (no loss, no KD). Token ids are the teacher's own
+(``utt2teacher_tokens``, ``utt2teacher_tokens_ts``) when the targets are the pseudo-labels, so
+that training and the RS-KD cache see exactly what the teacher generated (re-tokenising
+``text.teacher_ts`` would not give the timestamp tokens back: it is parsed, only for data dirs
+without ``utt2teacher_tokens_ts``); other texts are tokenised with a leading space, as Whisper's
+transcripts start.
+
+In cache mode the RS-KD samples of the label drawn (``rskd`` or ``rskd_ts``) are placed on its
+positions, after the prompt and any context. They were drawn with the teacher forced on the
+label alone, without the context: an approximation (the online modes give the teacher the
+context too); CE uses the label as in every mode.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -34,6 +44,19 @@ from speechdistill.train.losses import IGNORE_INDEX, pack_sparse
 from speechdistill.whisper.tokens import is_multilingual, language_token
 
 log = logging.getLogger(__name__)
+
+_TIMESTAMP = re.compile(r"<\|(\d+\.\d+)\|>")
+_TIME_PRECISION = 0.02  # seconds per timestamp token
+
+
+class Targets(NamedTuple):
+    """An example's decoder inputs and labels; ``start``: the label index of the first word
+    token (where the RS-KD samples begin); ``timestamps``: drawn with the timestamped label."""
+
+    inputs: list[int]
+    labels: list[int]
+    start: int
+    timestamps: bool
 
 
 @dataclass
@@ -104,13 +127,9 @@ class KDDataset(torch.utils.data.Dataset):
         if config.label_file == "text.teacher" and self.dir.exists("utt2teacher_tokens"):
             teacher_ids = {u: [int(t) for t in v.split()]
                            for u, v in self.dir.read("utt2teacher_tokens").items()}  # fmt: skip
-        self.text_ts = self.dir.read("text.teacher_ts") if config.timestamp_prob > 0 else {}
-        if config.timestamp_prob > 0 and not self.text_ts:
-            raise FileNotFoundError(
-                f"timestamp_prob > 0 needs {self.dir.file('text.teacher_ts')} "
-                "(pseudo-label with --timestamps)"
-            )
+        ts_ids = self._timestamped_ids() if config.timestamp_prob > 0 else {}
         self.ids: dict[str, list[int]] = {}
+        self.ids_ts: dict[str, list[int]] = {}
         skipped: list[str] = []
         for utt in sorted(texts):
             if utt not in self.wav:
@@ -120,16 +139,32 @@ class KDDataset(torch.utils.data.Dataset):
                 if not ids or ids[-1] != self.prompt.eot:  # cut at max_new_tokens: incomplete
                     skipped.append(utt)
                     continue
-                ids = ids[:-1]
+                # without timestamp tokens (older releases kept them there with --timestamps)
+                ids = [t for t in ids[:-1] if t <= self.prompt.no_timestamps]
             else:
                 ids = self._encode(texts[utt])
-            if len(ids) + len(self.prompt.prefix) + 2 > config.max_label_tokens:
+            if not self._fits(ids):
                 skipped.append(utt)
                 continue
             if cache is not None and not (cache.has("rskd", utt) and cache.has("encoder", utt)):
                 skipped.append(utt)
                 continue
             self.ids[utt] = ids
+            ts = ts_ids.get(utt)
+            if (
+                ts
+                and ts[-1] == self.prompt.eot
+                and self._fits(ts[:-1], timestamps=True)
+                and (cache is None or cache.has("rskd_ts", utt))
+            ):
+                self.ids_ts[utt] = ts[:-1]
+        if ts_ids and len(self.ids_ts) < len(self.ids):
+            log.warning(
+                "%s: %d of %d utterances have no usable timestamped label (cut short, over %d "
+                "tokens, or not in the cache): trained without timestamps",
+                self.dir.path, len(self.ids) - len(self.ids_ts), len(self.ids),
+                config.max_label_tokens,
+            )  # fmt: skip
         if skipped:
             log.warning(
                 "%s: %d utterances skipped (labels over %d tokens, cut short, or not in the "
@@ -148,9 +183,47 @@ class KDDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _fits(self, words: list[int], timestamps: bool = False) -> bool:
+        head = len(self.prompt.prefix) + (1 if timestamps else 2)  # <|sot|> P (<|notimestamps|>)
+        return len(words) + head <= self.config.max_label_tokens
+
     def _encode(self, text: str) -> list[int]:
         text = " ".join(text.split())
         return self.tokenizer(" " + text, add_special_tokens=False).input_ids if text else []
+
+    def _timestamped_ids(self) -> dict[str, list[int]]:
+        """The timestamped labels' ids, EOS included: ``utt2teacher_tokens_ts`` as generated, or
+        (older pseudo-labels) parsed from ``text.teacher_ts``. Refused if the cache has none."""
+        cache, d = self.cache, self.dir
+        if cache is not None and "rskd_ts" not in cache.index.shards:
+            raise ValueError(
+                f"cache {cache.dir} has no RS-KD samples of timestamped labels (timestamp_prob > "
+                "0): pseudo-label with --timestamps --cache-encoder --rskd-k K"
+            )
+        if self.config.label_file == "text.teacher" and d.exists("utt2teacher_tokens_ts"):
+            return {u: [int(t) for t in v.split()]
+                    for u, v in d.read("utt2teacher_tokens_ts").items()}  # fmt: skip
+        if not d.exists("text.teacher_ts"):
+            raise FileNotFoundError(
+                f"timestamp_prob > 0 needs {d.file('text.teacher_ts')} "
+                "(pseudo-label with --timestamps)"
+            )
+        return {
+            u: [*self._encode_ts(v), self.prompt.eot] for u, v in d.read("text.teacher_ts").items()
+        }
+
+    def _encode_ts(self, text: str) -> list[int]:
+        """Token ids of ``<|0.00|> w1 … <|1.24|>`` text: timestamp tokens by their time (the
+        tokenizer may not know them), the text between them as it reads."""
+        ids: list[int] = []
+        pieces = _TIMESTAMP.split(text)
+        for i, piece in enumerate(pieces):
+            if i % 2:
+                step = round(float(piece) / _TIME_PRECISION)
+                ids.append(self.prompt.no_timestamps + 1 + step)
+            elif piece:
+                ids += self.tokenizer(piece, add_special_tokens=False).input_ids
+        return ids
 
     def _previous_utterances(self) -> dict[str, str]:
         """Each utterance's predecessor of the same speaker (in id order), for context."""
@@ -163,14 +236,12 @@ class KDDataset(torch.utils.data.Dataset):
             last[spk] = utt
         return prev
 
-    def targets(self, utt: str, rng: np.random.Generator) -> tuple[list[int], list[int], int]:
-        """``(decoder_input_ids, labels, start)``; ``start`` = the label index of ``w1``."""
+    def targets(self, utt: str, rng: np.random.Generator) -> Targets:
+        """The decoder inputs and labels of ``utt``, with timestamps and context as drawn."""
         p, cfg = self.prompt, self.config
-        use_ts = (
-            cfg.timestamp_prob > 0 and rng.random() < cfg.timestamp_prob and utt in self.text_ts
-        )
+        use_ts = cfg.timestamp_prob > 0 and rng.random() < cfg.timestamp_prob and utt in self.ids_ts
         if use_ts:
-            words = self.tokenizer(self.text_ts[utt], add_special_tokens=False).input_ids
+            words = self.ids_ts[utt]
             head = list(p.prefix)
         else:
             words = self.ids[utt]
@@ -190,24 +261,25 @@ class KDDataset(torch.utils.data.Dataset):
             inputs = [p.prev, *context, *inputs]
             labels = [IGNORE_INDEX] * (1 + len(context)) + labels
             start += 1 + len(context)
-        return inputs, labels, start
+        return Targets(inputs, labels, start, use_ts)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         utt = self.utts[index]
         rng = _rng(self.config.seed, self.epoch, utt)
-        inputs, labels, start = self.targets(utt, rng)
-        item: dict[str, Any] = {"utt": utt, "decoder_input_ids": inputs, "labels": labels}
+        t = self.targets(utt, rng)
+        item: dict[str, Any] = {"utt": utt, "decoder_input_ids": t.inputs, "labels": t.labels}
         if self.cache is not None:
-            rskd = self.cache.rskd(utt)
-            if rskd[2].numel() - 1 != len(self.ids[utt]) + 1:
+            kind, words = ("rskd_ts", self.ids_ts[utt]) if t.timestamps else ("rskd", self.ids[utt])
+            rskd = self.cache.rskd(utt, kind)
+            if rskd[2].numel() - 1 != len(words) + 1:
                 raise ValueError(
-                    f"{utt}: the RS-KD cache has {rskd[2].numel() - 1} positions but the label "
-                    f"{len(self.ids[utt]) + 1} tokens: train on the pseudo-labels of that cache "
-                    "(text.teacher with its utt2teacher_tokens)"
+                    f"{utt}: the RS-KD cache ({kind}) has {rskd[2].numel() - 1} positions but the "
+                    f"label {len(words) + 1} tokens: train on the pseudo-labels of that cache "
+                    "(text.teacher with its utt2teacher_tokens and utt2teacher_tokens_ts)"
                 )
             item["encoder_states"] = self.cache.encoder(utt)
             item["rskd"] = rskd
-            item["rskd_start"] = start
+            item["rskd_start"] = t.start
         else:
             audio = read_audio(self.wav[utt], utt_id=utt)
             feats = self.processor.feature_extractor(

@@ -66,13 +66,13 @@ def test_targets_follow_whisper_decoder_format(setup, tmp_path):
     utt = ds.utts[0]
     ids = [int(t) for t in tokens[utt].split()]
     assert ids[-1] == gen.eos_token_id
-    inputs, labels, start = ds.targets(utt, rng)  # the first utterance has no predecessor
+    inputs, labels, start, _ = ds.targets(utt, rng)  # the first utterance has no predecessor
     assert inputs == [gen.decoder_start_token_id, gen.no_timestamps_token_id, *ids[:-1]]
     assert labels == [gen.no_timestamps_token_id, *ids]
     assert start == 1
     # the next utterance of the same speaker gets the first as context, without loss on it
     nxt = ds.utts[1]
-    inputs, labels, start = ds.targets(nxt, rng)
+    inputs, labels, start, _ = ds.targets(nxt, rng)
     prev = proc.tokenizer.convert_tokens_to_ids("<|startofprev|>")
     assert inputs[0] == prev and inputs[1 : 1 + len(ids) - 1] == ids[:-1]
     assert labels[: len(ids)] == [IGNORE_INDEX] * len(ids)

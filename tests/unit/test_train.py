@@ -23,8 +23,7 @@ def test_config_file_overrides_and_presets(tmp_path):
     assert TrainConfig(alpha_kd=0.5).weights == (0.8, 0.5)
     with pytest.raises(ValueError, match="unknown training options"):
         TrainConfig.from_sources(None, {"max_stpes": 3})
-    with pytest.raises(ValueError, match="timestamp_prob"):
-        TrainConfig(teacher_mode="cache", timestamp_prob=0.2)
+    TrainConfig(teacher_mode="cache", timestamp_prob=0.2, prev_context_prob=0.5)  # allowed
     with pytest.raises(ValueError, match="frozen"):
         TrainConfig(teacher_mode="shared_encoder", freeze_encoder=False)
     cfg.save(tmp_path / "saved.yaml")
