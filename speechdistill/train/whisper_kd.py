@@ -6,8 +6,13 @@ teacher in one of three modes:
 - ``online``: teacher and student each run their own encoder (the student's may train);
 - ``shared_encoder``: the frozen encoder (identical in both, as ``init-student`` copies it)
   runs once per step and both decoders read its output;
-- ``cache``: encoder states and sparse RS-KD teacher samples are read from the pseudo-label
-  caches, so no teacher runs at all (the KD term is the unbiased RS-KD estimate).
+- ``cache``: encoder states and sparse RS-KD teacher samples (of the plain or the timestamped
+  label, as the example was drawn) are read from the pseudo-label caches, so no teacher runs at
+  all (the KD term is the unbiased RS-KD estimate; with previous context, of the teacher's
+  distribution without it: :mod:`~speechdistill.train.data`).
+
+In every mode the context positions and padding are masked out of CE and KD alike (label -100;
+the sparse targets cover the label's tokens only).
 
 With ``on_policy_weight`` (on-policy KD, as in GKD, Agarwal et al. 2024, and DistiLLM) the
 student also decodes every batch itself, greedily or by sampling, and
