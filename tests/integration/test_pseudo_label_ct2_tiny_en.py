@@ -162,6 +162,8 @@ def test_timestamps_shorter_window_and_beams(hf, ct2, batch):
     got = ct2_like(ct2, ts).label(ids, audios)
     for a, b in zip(ref, got, strict=True):
         assert b.text_ts == a.text_ts and b.text == a.text
+        assert b.tokens_ts == a.tokens_ts and b.tokens == a.tokens  # one decode of the window
+        assert b.tokens == [t for t in b.tokens_ts if t <= ct2.no_timestamps]  # no timestamps
         assert b.text_ts.startswith("<|0.00|>") and "<|" not in b.text
         # CTranslate2 masks with its timestamp rules: the chosen tokens keep more probability
         assert b.stats["avg_logprob"] >= a.stats["avg_logprob"] - 1e-4
