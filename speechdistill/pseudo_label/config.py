@@ -61,10 +61,11 @@ def check_window(utt_ids: Sequence[str], durations: Sequence[float]) -> None:
 class UttLabel:
     """The teacher's label of one utterance and what came with it.
 
-    With timestamps, ``tokens_ts`` is the generated sequence (timestamp tokens included) and
-    ``tokens`` the same sequence without its timestamp tokens (the plain label, trained on after
-    ``<|notimestamps|>``); ``rskd``/``rskd_ts`` are the RS-KD samples of each, teacher-forced
-    after its own prompt.
+    ``tokens`` is the plain label (decoded after ``<|notimestamps|>``, as training feeds it);
+    with timestamps, ``tokens_ts`` is a second decode of the same audio with timestamp tokens
+    (it may stop early with a lone timestamp, handing the rest to the next window, as Whisper
+    does). ``rskd``/``rskd_ts`` are the RS-KD samples of each, teacher-forced after its own
+    prompt.
     """
 
     utt: str
@@ -85,16 +86,15 @@ class UttLabel:
         stats: dict[str, float],
         decode: Callable[..., str],
         duration: float,
-        timestamp_begin: int | None,
     ) -> UttLabel:
-        """The label of ``tokens`` (the teacher's output), decoded with the tokenizer's
-        ``decode``: its text, and ``stats`` completed with the text heuristics. With
-        ``timestamp_begin`` (the id of ``<|0.00|>``: ``tokens`` were generated with timestamps)
-        also the timestamped text and ids, and ``tokens`` without the timestamp tokens."""
+        """The plain label of ``tokens`` (the teacher's output), decoded with the tokenizer's
+        ``decode``: its text, and ``stats`` completed with the text heuristics."""
         text = " ".join(decode(tokens, skip_special_tokens=True).split())
         stats.update(text_stats(text, duration))
-        if timestamp_begin is None:
-            return cls(utt, text, stats, tokens=tokens)
-        plain = [t for t in tokens if t < timestamp_begin]
+        return cls(utt, text, stats, tokens=tokens)
+
+    def add_timestamps(self, tokens: list[int], decode: Callable[..., str]) -> None:
+        """Add the timestamped label: ``tokens`` from a decode with timestamps."""
         ts = decode(tokens, skip_special_tokens=True, decode_with_timestamps=True)
-        return cls(utt, text, stats, tokens=plain, text_ts=" ".join(ts.split()), tokens_ts=tokens)
+        self.tokens_ts = tokens
+        self.text_ts = " ".join(ts.split())

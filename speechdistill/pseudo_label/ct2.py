@@ -14,7 +14,9 @@ Per batch:
    with no suppression at all returns the logits of every step (``return_logits_vocab``): these
    are the raw logits that predicted each generated token, EOS included, and
    ``return_no_speech_prob`` gives the no-speech probability at the start-of-transcript position,
-   both as the ``hf`` backend's teacher-forced pass computes them.
+   both as the ``hf`` backend's teacher-forced pass computes them;
+4. with timestamps, a third ``generate`` without ``<|notimestamps|>`` gives the timestamped
+   label; the plain label and its statistics are those of a run without timestamps.
 
 Why the second pass: CTranslate2's ``scores`` and ``logits`` of the decoding pass itself come
 after suppression (suppressed tokens are set to -inf and the log-softmax is taken over the rest),
@@ -26,9 +28,6 @@ costs about one more greedy decode, and no encoder.
 
 Differences from the ``hf`` backend:
 
-- with timestamps, CTranslate2 applies its timestamp rules to every step of a prompt that does not
-  end with ``<|notimestamps|>``, the forced pass too: the token statistics are then those of the
-  rule-masked distribution (the ``hf`` backend's are raw); the no-speech probability stays raw;
 - beam search is CTranslate2's (length penalty 1, patience 1): hypotheses can differ slightly from
   transformers' beam search;
 - features are computed in float32 and the ``compute_type`` decides the arithmetic: ``None`` is
@@ -194,8 +193,9 @@ class CT2Labeler:
 
     # prompt -------------------------------------------------------------------------------
     def prompts(self, encoded: Any, n: int) -> list[list[int]]:
-        """The decoder prompt of each utterance (detecting the language when not given)."""
-        tail = [] if self.config.return_timestamps else [self.no_timestamps]
+        """The decoder prompt of each utterance, ``<|notimestamps|>`` included (detecting the
+        language when not given)."""
+        tail = [self.no_timestamps]
         if not self.multilingual:
             return [[self.sot, *tail]] * n
         if self.language is not None:
@@ -232,6 +232,27 @@ class CT2Labeler:
                 f"{len(prompts[0])}-token prompt (max_length {self.max_length})"
             )
 
+        hyps = self._generate(encoded, prompts, limit, start)
+        logits, no_speech = self._forced(encoded, prompts, hyps, start)
+        labels = []
+        for i, utt in enumerate(utt_ids):
+            h = hyps[i]
+            stats = token_stats(logits[i], torch.tensor(h, dtype=torch.long))
+            stats["no_speech_prob"] = no_speech[i]
+            labels.append(UttLabel.from_tokens(utt, h, stats, self.tokenizer.decode, durations[i]))
+        if cfg.return_timestamps:
+            ts_prompts = [p[:-1] for p in prompts]  # without <|notimestamps|>
+            ts_limit = cfg.max_new_tokens or self.max_length - len(ts_prompts[0])
+            ts_hyps = self._generate(encoded, ts_prompts, ts_limit, max(start - 1, 0))
+            for lb, h in zip(labels, ts_hyps, strict=True):
+                lb.add_timestamps(h, self.tokenizer.decode)
+        return labels
+
+    def _generate(
+        self, encoded: np.ndarray, prompts: list[list[int]], limit: int, start: int
+    ) -> list[list[int]]:
+        """Decode every row (greedy or beam search): each hypothesis up to and including EOS."""
+        cfg = self.config
         results = self.model.generate(
             self._view(encoded),
             prompts,
@@ -247,19 +268,7 @@ class CT2Labeler:
         for r in results:
             seq = list(r.sequences_ids[0])
             hyps.append([*seq, self.eos] if len(seq) < limit else seq)
-
-        logits, no_speech = self._forced(encoded, prompts, hyps, start)
-        ts_begin = self.no_timestamps + 1 if cfg.return_timestamps else None
-        labels = []
-        for i, utt in enumerate(utt_ids):
-            h = hyps[i]
-            stats = token_stats(logits[i], torch.tensor(h, dtype=torch.long))
-            stats["no_speech_prob"] = no_speech[i]
-            label = UttLabel.from_tokens(
-                utt, h, stats, self.tokenizer.decode, durations[i], ts_begin
-            )
-            labels.append(label)
-        return labels
+        return hyps
 
     def _forced(
         self, encoded: np.ndarray, prompts: list[list[int]], hyps: list[list[int]], start: int

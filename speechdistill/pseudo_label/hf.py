@@ -6,12 +6,13 @@ Per batch of length-sorted utterances:
 2. ``generate`` decodes (greedy or beam search) from those encoder states;
 3. one teacher-forced decoder forward over prompt + hypothesis gives the raw logits of every
    generated token: the statistics, the no-speech probability (at the start-of-transcript
-   position, as Whisper computes it) and the sparse RS-KD cache all come from it (with
-   timestamps and RS-KD, a second one over ``<|notimestamps|>`` + the label without its
-   timestamp tokens gives the RS-KD samples of the plain label too). This parallel
+   position, as Whisper computes it) and the sparse RS-KD cache all come from it. This parallel
    forward costs a fraction of the sequential decode and, unlike ``generate``'s returned logits,
    is exact for beam search too and does not copy every sample's KV cache to the host (which
    transformers' Whisper ``generate`` does for ``return_dict_in_generate``).
+
+With timestamps, a second ``generate`` without ``<|notimestamps|>`` (and its own forced pass, for
+the RS-KD samples) gives the timestamped label; the plain label is that of a run without them.
 """
 
 from __future__ import annotations
@@ -87,13 +88,13 @@ class HFLabeler:
 
     # prompt -------------------------------------------------------------------------------
     def prompts(self, encoder_states: torch.Tensor) -> tuple[list[list[int]], list[str] | None]:
-        """The decoder prompt of each utterance, and the language of each (multilingual)."""
+        """The decoder prompt of each utterance up to the task (without
+        ``<|notimestamps|>``), and the language of each (multilingual)."""
         gen = self.gen
         head = [gen.decoder_start_token_id]
-        tail = [] if self.config.return_timestamps else [gen.no_timestamps_token_id]
         n = encoder_states.shape[0]
         if not self.multilingual:
-            return [head + tail] * n, None
+            return [head] * n, None
         task = gen.task_to_id[self.config.task]
         if self.config.language is not None:
             lang = language_token(self.config.language, gen.lang_to_id)
@@ -107,13 +108,11 @@ class HFLabeler:
             )
             id_to_lang = {v: k for k, v in gen.lang_to_id.items()}
             langs = [id_to_lang[int(i)] for i in ids.view(-1)]
-        return [[*head, gen.lang_to_id[lang], task, *tail] for lang in langs], langs
+        return [[*head, gen.lang_to_id[lang], task] for lang in langs], langs
 
     # one batch ----------------------------------------------------------------------------
     @torch.inference_mode()
     def label(self, utt_ids: Sequence[str], audios: Sequence[np.ndarray]) -> list[UttLabel]:
-        from transformers.modeling_outputs import BaseModelOutput
-
         cfg = self.config
         model = self.model
         durations = [len(a) / SAMPLE_RATE for a in audios]
@@ -122,58 +121,97 @@ class HFLabeler:
             list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt"
         ).input_features.to(model.device, model.dtype)
         states = self.encode(feats, max(durations))
-        prompts, langs = self.prompts(states)
-        kwargs: dict[str, Any] = {"num_beams": cfg.num_beams, "do_sample": False}
-        kwargs["return_timestamps"] = cfg.return_timestamps
+        base, langs = self.prompts(states)
+        prompts = [[*p, self.gen.no_timestamps_token_id] for p in base]
+        hyps = self._generate(states, prompts, langs, timestamps=False)
+        hidden = self._forced(prompts, hyps, states)
+        labels = []
+        for i, utt in enumerate(utt_ids):
+            p, h = len(prompts[i]), hyps[i]
+            logits = self._logits(hidden[i], p, len(h), with_start=True)
+            tokens = torch.tensor(h, dtype=torch.long, device=logits.device)
+            stats = token_stats(logits[1:], tokens)
+            stats["no_speech_prob"] = torch.softmax(logits[0], -1)[self.no_speech_id].item()
+            label = UttLabel.from_tokens(utt, h, stats, self.processor.decode, durations[i])
+            if cfg.cache_encoder:
+                label.encoder = states[i].to(torch.float16).cpu()
+            if cfg.rskd_k:
+                label.rskd = self._sampler(utt, False)(logits[1:])
+            labels.append(label)
         if cfg.return_timestamps:
+            self._timestamped(labels, base, langs, states)
+        return labels
+
+    def _timestamped(
+        self,
+        labels: list[UttLabel],
+        prompts: list[list[int]],
+        langs: list[str] | None,
+        states: torch.Tensor,
+    ) -> None:
+        """Add the timestamped label: a second decode of the same encoder states without
+        ``<|notimestamps|>`` (and its RS-KD samples). The plain label stays that of a run
+        without timestamps: a timestamped decode may end early with a lone timestamp (the rest
+        is the next window's, in Whisper's sequential decoding), which a plain label must not."""
+        hyps = self._generate(states, prompts, langs, timestamps=True)
+        for lb, h in zip(labels, hyps, strict=True):
+            lb.add_timestamps(h, self.processor.decode)
+        if self.config.rskd_k:
+            hidden = self._forced(prompts, hyps, states)
+            for i, lb in enumerate(labels):
+                logits = self._logits(hidden[i], len(prompts[i]), len(hyps[i]), with_start=False)
+                lb.rskd_ts = self._sampler(lb.utt, True)(logits)
+
+    def _generate(
+        self,
+        states: torch.Tensor,
+        prompts: list[list[int]],
+        langs: list[str] | None,
+        *,
+        timestamps: bool,
+    ) -> list[list[int]]:
+        """``generate`` from the encoder states: each hypothesis up to and including EOS."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        cfg = self.config
+        kwargs: dict[str, Any] = {"num_beams": cfg.num_beams, "do_sample": False}
+        kwargs["return_timestamps"] = timestamps
+        if timestamps:
             # one decode of the window, as Whisper's short-form transcription: without this,
             # transformers seeks to the last timestamp and decodes again (a sequence that cannot
             # be teacher-forced on these encoder states; with encoder states alone it fails
             # when the rows of a batch need different numbers of passes)
             kwargs["force_unique_generate_call"] = True
+        else:
+            kwargs["suppress_tokens"] = self.suppress_timestamps
         if cfg.max_new_tokens is not None:
             kwargs["max_new_tokens"] = cfg.max_new_tokens
-        if not cfg.return_timestamps:
-            kwargs["suppress_tokens"] = self.suppress_timestamps
         if self.multilingual:
             kwargs["task"] = cfg.task
             kwargs["language"] = langs
-        out = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=states), **kwargs)
+        out = self.model.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=states), **kwargs
+        )
         limit = cfg.max_new_tokens or (self.gen.max_length or MAX_TARGET_POSITIONS) - len(
             prompts[0]
         )
         rows = out.tolist()
-        if cfg.return_timestamps:  # the single call's output starts with the prompt
+        if timestamps:  # the single call's output starts with the prompt
             rows = [
                 r[len(p) :] if r[: len(p)] == p else r for r, p in zip(rows, prompts, strict=True)
             ]
-        hyps = [self._cut(row, limit) for row in rows]
+        return [self._cut(row, limit) for row in rows]
 
-        hidden = self._forced(prompts, hyps, states)
-        ts_begin = self.gen.no_timestamps_token_id + 1 if cfg.return_timestamps else None
-        labels = []
-        for i, utt in enumerate(utt_ids):
-            p, h = len(prompts[i]), hyps[i]
-            rows = hidden[i, p - 1 : p - 1 + len(h)]
-            logits = model.proj_out(torch.cat([hidden[i, :1], rows])).float()
-            tokens = torch.tensor(h, dtype=torch.long, device=logits.device)
-            stats = token_stats(logits[1:], tokens)
-            stats["no_speech_prob"] = torch.softmax(logits[0], -1)[self.no_speech_id].item()
-            label = UttLabel.from_tokens(
-                utt, h, stats, self.processor.decode, durations[i], ts_begin
-            )
-            if cfg.cache_encoder:
-                label.encoder = states[i].to(torch.float16).cpu()
-            if cfg.rskd_k:
-                sample = self._sampler(utt, ts_begin is not None)
-                if ts_begin is None:
-                    label.rskd = sample(logits[1:])
-                else:
-                    label.rskd_ts = sample(logits[1:])
-            labels.append(label)
-        if cfg.rskd_k and ts_begin is not None:
-            self._plain_rskd(labels, prompts, states)
-        return labels
+    def _logits(
+        self, hidden: torch.Tensor, prompt_len: int, n: int, *, with_start: bool
+    ) -> torch.Tensor:
+        """Raw logits of the ``n`` hypothesis tokens of one row of a forced pass (after a
+        ``prompt_len``-token prompt); ``with_start`` puts the start-of-transcript position's
+        first (whence the no-speech probability)."""
+        rows = hidden[prompt_len - 1 : prompt_len - 1 + n]
+        if with_start:
+            rows = torch.cat([hidden[:1], rows])
+        return self.model.proj_out(rows).float()
 
     def _forced(
         self, prompts: list[list[int]], hyps: list[list[int]], states: torch.Tensor
@@ -196,18 +234,6 @@ class HFLabeler:
         cfg = self.config
         gen = utt_generator(cfg.seed, f"{utt} ts" if timestamped else utt)
         return lambda logits: rskd_sample(logits.cpu(), cfg.rskd_k, cfg.rskd_temperature, gen)
-
-    def _plain_rskd(
-        self, labels: list[UttLabel], prompts: list[list[int]], states: torch.Tensor
-    ) -> None:
-        """RS-KD samples of the plain labels (the timestamped ones without their timestamp
-        tokens), teacher-forced after ``<|notimestamps|>`` as training feeds them."""
-        plain = [[*p, self.gen.no_timestamps_token_id] for p in prompts]
-        hidden = self._forced(plain, [lb.tokens for lb in labels], states)
-        for i, lb in enumerate(labels):
-            p = len(plain[i])
-            logits = self.model.proj_out(hidden[i, p - 1 : p - 1 + len(lb.tokens)]).float()
-            lb.rskd = self._sampler(lb.utt, False)(logits)
 
     def _cut(self, row: list[int], limit: int) -> list[int]:
         """Generated tokens up to and including the first EOS.

@@ -284,9 +284,7 @@ def test_timestamps_and_multilingual_prompts(tmp_path, tiny_en_teacher, labeler)
             ).last_hidden_state
         prompts, langs = ml.prompts(states)
         gen = ml.model.generation_config
-        assert [p[2:] for p in prompts] == [
-            [gen.task_to_id["transcribe"], gen.no_timestamps_token_id]
-        ] * 2
+        assert [p[2:] for p in prompts] == [[gen.task_to_id["transcribe"]]] * 2
         if language == "de":
             assert langs == ["<|de|>", "<|de|>"] and prompts[0][1] == gen.lang_to_id["<|de|>"]
         else:
@@ -304,5 +302,6 @@ def test_timestamps(labeler, six):
     (lb,) = ts.label([utt], [reader(utt)])
     (plain,) = labeler.label([utt], [reader(utt)])
     assert lb.text_ts.startswith("<|0.00|>") and lb.text_ts.endswith("|>")
-    assert "<|" not in lb.text
-    assert lb.stats["num_tokens"] >= plain.stats["num_tokens"] + 2  # two timestamp tokens
+    # the plain label and its statistics are those of a run without timestamps
+    assert lb.text == plain.text and lb.tokens == plain.tokens and lb.stats == plain.stats
+    assert len(lb.tokens_ts) >= len(plain.tokens) + 2  # at least two timestamp tokens
