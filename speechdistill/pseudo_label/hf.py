@@ -127,6 +127,9 @@ class HFLabeler:
             kwargs["max_new_tokens"] = cfg.max_new_tokens
         if not cfg.return_timestamps:
             kwargs["suppress_tokens"] = self.suppress_timestamps
+        else:  # one pass per window, as without timestamps: transformers would otherwise seek
+            # back to the last complete segment and decode again, which it cannot from states
+            kwargs["force_unique_generate_call"] = True
         if self.multilingual:
             kwargs["task"] = cfg.task
             kwargs["language"] = langs
@@ -134,7 +137,12 @@ class HFLabeler:
         limit = cfg.max_new_tokens or (self.gen.max_length or MAX_TARGET_POSITIONS) - len(
             prompts[0]
         )
-        hyps = [self._cut(row, limit) for row in out.tolist()]
+        rows = out.tolist()
+        if cfg.return_timestamps:  # that single call returns the prompt too
+            rows = [
+                r[len(p) :] if r[: len(p)] == p else r for r, p in zip(rows, prompts, strict=True)
+            ]
+        hyps = [self._cut(row, limit) for row in rows]
 
         # Teacher-forced pass over prompt + hypothesis (right-padded; the decoder is causal).
         inputs = [p + h[:-1] if h else p for p, h in zip(prompts, hyps, strict=True)]
