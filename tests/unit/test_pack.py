@@ -192,3 +192,45 @@ def test_no_text_gives_a_dir_without_text(tmp_path: Path):
     pack_data_dir(src, tmp_path / "out")
     assert not (tmp_path / "out" / "text").exists()
     validate(tmp_path / "out", no_text=True)
+
+
+def test_training_on_a_packed_dir_with_timestamped_labels(tmp_path: Path):
+    """A packed dir with pseudo-labels (text.teacher, text.teacher_ts) trains like any other,
+    the timestamped labels drawn half of the time (online teacher, tiny random models)."""
+    from speechdistill.init_student import init_student
+    from speechdistill.teachers.whisper import load_teacher
+    from speechdistill.testing import english_tokenizer, save_random_whisper
+    from speechdistill.train.config import TrainConfig
+    from speechdistill.train.data import KDDataset
+    from speechdistill.train.whisper_kd import train_whisper
+
+    tok = english_tokenizer()
+    teacher = save_random_whisper(
+        tmp_path / "teacher", tok, multilingual=False, max_source_positions=1500
+    )
+    student = tmp_path / "student"
+    init_student(teacher, student, decoder_layers=1)
+    src = clip_dir(tmp_path, {f"s{s}-u{i}": 1.0 for s in (1, 2) for i in range(3)})
+    packed = tmp_path / "packed"
+    pack_data_dir(src, packed, gap=0.5)
+    d = DataDir(packed)
+    windows = window_utts(packed)
+    assert len(windows) == 2 and all(len(u) == 3 for u in windows.values())
+    d.write("text.teacher", {w: "hi there you" for w in windows})
+    # the random models' tokenizer has no timestamp tokens (they are text to it): a short label
+    d.write("text.teacher_ts", {w: "<|0.00|> hi<|4.00|>" for w in windows})
+    config = TrainConfig(
+        max_steps=2, batch_size=2, eval_steps=2, save_steps=2, log_steps=1, eval_batch_size=2,
+        eval_max_new_tokens=8, warmup_steps=1, teacher_mode="online", timestamp_prob=0.5,
+        max_label_tokens=36,
+    )  # fmt: skip
+    model, proc = load_teacher(student)
+    ds = KDDataset(packed, proc, model.generation_config, config)
+    notimestamps = proc.tokenizer.convert_tokens_to_ids("<|notimestamps|>")
+    drawn = []  # the two epochs the two steps of two windows see
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        drawn += [notimestamps in ds[i]["labels"] for i in range(len(ds))]
+    assert False in drawn  # a timestamped label is trained on
+    summary = train_whisper(student, teacher, packed, packed, tmp_path / "exp", config)
+    assert summary["steps"] == 2 and (tmp_path / "exp" / "model.safetensors").is_file()
