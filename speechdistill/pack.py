@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,7 @@ def _groups(d: DataDir, reco_dur: dict[str, float] | None) -> tuple[str, dict[st
         for utt in c_sorted(utt2spk):
             if utt not in utt2reco:
                 raise DataDirError(f"utterance {utt!r} has no recording", d.file("utt2reco"))
-            check_id(utt2reco[utt], d.file("utt2reco"))
+            check_id(utt2reco[utt], "recording id", d.file("utt2reco"))
             groups.setdefault(utt2reco[utt], []).append(_Utt(utt, utt2spk[utt], 0.0, 0.0))
         for utts in groups.values():
             utts.sort(key=lambda u: (_strip_speaker(u.id, u.spk).encode(), u.id.encode()))
@@ -349,7 +350,7 @@ def _pack(d: DataDir, out: Path, report: PackReport) -> PackReport:
             wid, spk = _window_id(window, group)
             if wid in windows:
                 raise DataDirError(f"window id {wid!r} made twice: rename the utterances", d.path)
-            check_id(wid, d.file("utt2spk"))
+            check_id(wid, "window id (<recording>-<utterance>)", d.file("utt2spk"))
             windows[wid], utt2spk[wid], group_of[wid] = window, spk, group
     for kind in ("too_long", "overlapping"):
         ids = getattr(report, kind)
@@ -375,6 +376,8 @@ def _pack(d: DataDir, out: Path, report: PackReport) -> PackReport:
         }
         tables["reco2dur"] = {r: format_seconds(reco_dur[r]) for r in used}
         durs = {w: s.end - s.start for w, s in segs.items()}
+        if (out / "wav" / MANIFEST).is_file():  # the WAVs of an earlier run without segments
+            shutil.rmtree(out / "wav")
     else:
         tables["wav.scp"], durs = _write_audio(d, out, windows, report)
     tables["utt2dur"] = {w: format_seconds(v) for w, v in durs.items()}
