@@ -4,7 +4,7 @@
 Usage::
 
     python bench/pack_speed.py [--data DIR | --num-utts 100 --num-speakers 10]
-                               [--backends hf,ct2] [--repeats 1] [--work DIR] [--threads N]
+                               [--backends hf,ct2] [--repeats 2] [--work DIR] [--threads N]
 
 On the same training audio, with the real Whisper tiny.en teacher (float32, greedy): (a) the
 pseudo-label stage on every utterance (no timestamps, the recipe's default), (b) the stage on
@@ -61,7 +61,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--backends", default="hf,ct2", help="hf, ct2 or both (%(default)s)")
     p.add_argument("--batch-size", type=int, default=16, help="batch size (%(default)s)")
-    p.add_argument("--repeats", type=int, default=1, help="runs of each, median (%(default)s)")
+    p.add_argument("--repeats", type=int, default=2, help="runs of each, median (%(default)s)")
     p.add_argument("--max-duration", type=float, default=30.0, help="window, s (%(default)s)")
     p.add_argument("--max-gap", type=float, default=3.0, help="with segments (%(default)s)")
     p.add_argument("--gap", type=float, default=0.5, help="without segments (%(default)s)")
@@ -151,26 +151,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_win = PseudoLabelConfig(
             batch_size=args.batch_size, backend=backend, return_timestamps=True
         )
-        runs: dict[str, dict[str, Any]] = {}
-        for name, config, d in (("utterances", per_utt, data), ("windows", per_win, packed)):
+        kinds = {"utterances": (per_utt, data), "windows": (per_win, packed)}
+        labelers = {}
+        for name, (config, d) in kinds.items():
             log(f"{backend} {name}: loading and warming up")
-            labeler = make_labeler(teacher, config)
+            labelers[name] = make_labeler(teacher, config)
             reader = AudioReader(d)
             warm = reader.utt_ids[:2]
-            labeler.label(warm, [reader(u) for u in warm])
-            seconds = []
-            for rep in range(args.repeats):
+            labelers[name].label(warm, [reader(u) for u in warm])
+        runs: dict[str, dict[str, Any]] = {n: {"seconds": []} for n in kinds}
+        for rep in range(args.repeats):  # the order alternates: both runs see the same load
+            for name in list(kinds)[:: 1 if rep % 2 == 0 else -1]:
+                config, d = kinds[name]
                 target = args.work / "runs" / f"{backend}_{name}"
-                seconds.append(run_stage(teacher, d, target, config, labeler))
-                log(f"{backend} {name} rep {rep + 1}: {seconds[-1]:.2f} s")
-            runs[name] = {"seconds": seconds, "texts": read_kv(target / "text.teacher")}
+                runs[name]["seconds"].append(run_stage(teacher, d, target, config, labelers[name]))
+                runs[name]["texts"] = read_kv(target / "text.teacher")
+                log(f"{backend} {name} rep {rep + 1}: {runs[name]['seconds'][-1]:.2f} s")
+        ratios = [
+            u / w
+            for u, w in zip(runs["utterances"]["seconds"], runs["windows"]["seconds"], strict=True)
+        ]
         utt_texts = runs["utterances"]["texts"]
         joined = {w: " ".join(utt_texts.get(u, "") for u in utts) for w, utts in windows.items()}
         wall_u, wall_w = median(runs["utterances"]["seconds"]), median(runs["windows"]["seconds"])
         fig = {
             "utterances_seconds": [round(s, 3) for s in runs["utterances"]["seconds"]],
             "windows_seconds": [round(s, 3) for s in runs["windows"]["seconds"]],
-            "speedup": round(wall_u / wall_w, 3),
+            "speedup": round(median(ratios), 3),
+            "speedups": [round(r, 3) for r in ratios],
             "speedup_with_packing": round(wall_u / (wall_w + pack_seconds), 3),
             "wer_utterances_joined": round(wer(window_refs, joined), 4),
             "wer_windows": round(wer(window_refs, runs["windows"]["texts"]), 4),
@@ -185,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 backend,
                 f"{wall_u:.2f}",
                 f"{wall_w:.2f}",
-                f"{fig['speedup']:.2f}x",
+                f"{fig['speedup']:.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]",
                 f"{fig['speedup_with_packing']:.2f}x",
                 f"{100 * fig['wer_utterances_joined']:.2f}",
                 f"{100 * fig['wer_windows']:.2f}",
@@ -201,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({d['grouped_by']}, {d['mode']}) -> {d['windows']} windows "
             f"({d['window_seconds']:.0f} s, {d['utterances_alone']} utterances alone), packed "
             f"in {d['pack_seconds']:.1f} s; Whisper tiny.en float32, greedy, batch "
-            f"{args.batch_size}, median of {args.repeats}; torch threads "
+            f"{args.batch_size}, median of {args.repeats} (order alternating; speed = median of "
+            f"per-repetition ratios [min-max]); torch threads "
             f"{torch.get_num_threads()}; load {' '.join(map(str, out['load_average']['start']))}",
             "",
             format_table(
