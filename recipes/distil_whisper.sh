@@ -6,6 +6,8 @@
 #
 #   1 prepare       local/data.sh -> data/<set>/ (Kaldi data dirs)
 #   2 format        pipes/segments -> 16 kHz mono WAVs; duration limits on train/dev only -> dump/<set>/
+#                   (--pack true: the train set first packed into <= 30 s windows -> data/<train>_packed/,
+#                   and every later stage uses <train>_packed, labelled with timestamps)
 #   3 teacher       import or fetch the teacher -> exp/teacher/
 #   4 pseudo_label  teacher transcripts + statistics (+ caches) -> dump/<train>_pl/
 #   5 filter        label-free or supervised selection -> dump/<train>_pl_<filter>/
@@ -37,6 +39,8 @@ long_test_sets=         # sets decoded long-form (whole recordings of any length
 min_duration=0.1        # format: drop shorter train/dev utterances (seconds)
 max_duration=30.0       # format: drop longer train/dev utterances (seconds; Whisper's window)
 format_opts=            # more options for speechdistill format (all sets)
+pack=false              # stage 2: join consecutive train utterances (a recording's, else a speaker's) into <= 30 s windows; implies pl_timestamps=true
+pack_opts=              # more options for speechdistill data pack, e.g. "--max-gap 2 --gap 0.3"
 normalizer=english      # text normaliser for scoring: english, basic, pt_br, none
 # Teacher
 teacher=tiny.en         # tiny.en (embedded), a Hub id (openai/whisper-large-v3) or a directory
@@ -100,9 +104,11 @@ gen_opts=(--batch-size "${decode_batch_size}" --num-beams "${decode_num_beams}" 
 [ "${decode_temperature_fallback}" = true ] && gen_opts+=(--temperature-fallback)
 
 # Every set this recipe touches, once each, in order.
-# shellcheck disable=SC2086 # test_sets is a list
-all_sets=$(printf '%s\n' "${train_set}" "${valid_set}" ${test_sets} ${long_test_sets} |
-  awk 'NF && !seen[$0]++')
+list_sets() {
+  # shellcheck disable=SC2086 # test_sets is a list
+  printf '%s\n' "${train_set}" "${valid_set}" ${test_sets} ${long_test_sets} | awk 'NF && !seen[$0]++'
+}
+all_sets=$(list_sets)
 
 # The data dir a long-form set is decoded from: the prepared one when it has segments (its
 # recordings whole, as wav.scp gives them), else the formatted one (each utterance a recording).
@@ -115,9 +121,25 @@ if stage_start 1 prepare data; then
   mark_done data prepare
 fi
 
-if stage_start 2 format dump; then
+# --pack true: from stage 2 on, the train set is its windows (data/<train>_packed, made in stage 2
+# and formatted instead of data/<train>), labelled with timestamps. Stage 2's marker is then in
+# dump/<train>_packed, so switching --pack reruns stage 2 (reusing the formatted WAVs).
+format_mark=dump
+if [ "${pack}" = true ]; then
+  unpacked_train=${train_set}
+  train_set=${train_set}_packed
+  all_sets=$(list_sets)
+  pl_timestamps=true
+  format_mark=dump/${train_set}
+fi
+
+if stage_start 2 format "${format_mark}"; then
+  if [ "${pack}" = true ]; then
+    # shellcheck disable=SC2086 # pack_opts is a list of options
+    speechdistill data pack "data/${unpacked_train}" "data/${train_set}" ${pack_opts}
+  fi
   format_data
-  mark_done dump format
+  mark_done "${format_mark}" format
 fi
 
 if stage_start 3 teacher exp/teacher; then

@@ -1,17 +1,19 @@
-"""Audio-dependent ``speechdistill data`` subcommands: ``utt2dur``, ``to-hf``, ``from-hf``."""
+"""Audio-dependent ``speechdistill data`` subcommands: ``utt2dur``, ``to-hf``, ``from-hf``,
+``pack``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
-from speechdistill.cli.options import data_dir, out_dir
+from speechdistill.cli.options import data_dir, non_negative_float, out_dir, positive_float
 
 log = logging.getLogger(__name__)
 
 
 def register(data_sub: argparse._SubParsersAction) -> None:
-    """Add the audio-dependent subcommands (utt2dur, to-hf, from-hf) to ``speechdistill data``."""
+    """Add the audio-dependent subcommands (utt2dur, to-hf, from-hf, pack) to
+    ``speechdistill data``."""
     p = data_sub.add_parser(
         "utt2dur",
         help="write utt2dur (and reco2dur with segments), as Kaldi's get_utt2dur.sh",
@@ -71,6 +73,41 @@ def register(data_sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_from_hf)
 
+    p = data_sub.add_parser(
+        "pack",
+        help="join consecutive utterances into windows of at most 30 s (one recording or speaker)",
+        description="Group IN's utterances by recording (segments, in start order; else "
+        "utt2reco, in id order without the speaker prefix) or else by speaker (id order) and "
+        "join consecutive ones greedily into windows of at most --max-duration s. With segments "
+        "a window is a new segment of the recording (pauses included; a pause over --max-gap "
+        "starts a new window); without, its audio is the utterances' joined with --gap s of "
+        "silence, written to OUT/wav/ (a rerun rewrites only what changed). OUT gets text "
+        "(joined), utt2spk, utt2dur, window2utts (<window> <utt> ...) and pack.json; other "
+        "utterance files are not carried. Longer utterances and overlapping segments become "
+        "windows of their own (logged, counted in pack.json).",
+    )
+    p.add_argument("input", type=data_dir, metavar="IN", help="Kaldi data dir")
+    p.add_argument("out", type=out_dir, metavar="OUT", help="packed data dir (written)")
+    p.add_argument(
+        "--max-duration",
+        type=positive_float,
+        default=30.0,
+        help="longest window, seconds, at most 30 (Whisper's window) (%(default)s)",
+    )
+    p.add_argument(
+        "--max-gap",
+        type=non_negative_float,
+        default=3.0,
+        help="with segments: a longer pause between utterances starts a new window (%(default)s)",
+    )
+    p.add_argument(
+        "--gap",
+        type=non_negative_float,
+        default=0.5,
+        help="without segments: seconds of silence between joined utterances (%(default)s)",
+    )
+    p.set_defaults(func=_pack)
+
 
 def _utt2dur(args: argparse.Namespace) -> int:
     from speechdistill.audio import compute_utt2dur
@@ -101,5 +138,14 @@ def _from_hf(args: argparse.Namespace) -> int:
         extra_columns=args.extra_columns,
         audio_dir=args.audio_dir,
         skip_errors=args.skip_errors,
+    )
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from speechdistill.pack import pack_data_dir
+
+    pack_data_dir(
+        args.input, args.out, max_duration=args.max_duration, max_gap=args.max_gap, gap=args.gap
     )
     return 0

@@ -1083,3 +1083,60 @@ def test_long_test_sets_are_decoded_long_form_and_scored_by_recording(tmp_path: 
     results = next(c for c in calls if c.startswith("results --out exp/RESULTS.md"))
     assert "exp/student/decode_long_long/score_wer/results.json" in results
     assert "exp/teacher/decode_test/score_wer/results.json" in results
+
+
+# ---- --pack true -----------------------------------------------------------------------------
+
+
+def test_pack_formats_and_labels_the_packed_train_set_with_timestamps(tmp_path: Path):
+    corpus = make_corpus(tmp_path, None, link_cmd_sh=True)
+    write_script(corpus / "bin" / "speechdistill", FAKE_SPEECHDISTILL_LOG)
+    args = ["--stage", "format", "--stop_stage", "filter", "--test_sets", "test"]
+    proc = run(
+        [RECIPES / "distil_whisper.sh", *args, "--pack", "true", "--pack_opts", "--gap 0.3"],
+        cwd=corpus,
+    )
+    assert proc.returncode == 0, proc.stderr
+    calls = (corpus / "calls.txt").read_text().splitlines()
+    assert "data pack data/train data/train_packed --gap 0.3" in calls
+    formats = [c for c in calls if c.startswith("format ")]
+    assert [c.split()[1] for c in formats] == ["data/train_packed", "data/dev", "data/test"]
+    assert (
+        "--audio-dir dump/wav/train_packed --min-duration 0.1 --max-duration 30.0 --skip-bad"
+        in formats[0]
+    )
+    label = next(c for c in calls if c.startswith("pseudo-label "))
+    assert (
+        "--data dump/train_packed --out dump/train_packed_pl" in label and "--timestamps" in label
+    )
+    assert any(
+        c.startswith("filter --data dump/train_packed_pl --out dump/train_packed_pl_label_free")
+        for c in calls
+    )
+    assert (corpus / "dump/train_packed/.format.done").is_file()
+    assert not (corpus / "dump/.format.done").exists()
+    config = (corpus / "exp/config.sh").read_text()
+    assert "\npack=true\n" in config and "\ntrain_set=train\n" in config  # the options as given
+
+    # switching --pack off formats the utterances (stage 2's marker is elsewhere), without packing
+    (corpus / "calls.txt").unlink()
+    proc = run(
+        [
+            RECIPES / "distil_whisper.sh",
+            "--stage",
+            "format",
+            "--stop_stage",
+            "format",
+            "--test_sets",
+            "test",
+        ],
+        cwd=corpus,
+    )
+    assert proc.returncode == 0, proc.stderr
+    calls = (corpus / "calls.txt").read_text().splitlines()
+    assert not any(c.startswith("data pack") for c in calls)
+    assert [c.split()[1] for c in calls if c.startswith("format ")] == [
+        "data/train",
+        "data/dev",
+        "data/test",
+    ]
