@@ -48,8 +48,16 @@ utterances is a prefix of the one for M > N.
 """
 
 from data_prep.mini_en.cli import build_parser, main
-from data_prep.mini_en.plan import SPLITS, CorpusPlan, Utterance, plan_corpus
-from data_prep.mini_en.prepare import prepare_mini_en
+from data_prep.mini_en.plan import (
+    PAUSE_RANGE,
+    RECORDING_SENTENCES,
+    SPLITS,
+    CorpusPlan,
+    Recording,
+    Utterance,
+    plan_corpus,
+)
+from data_prep.mini_en.prepare import LONG_TEST, prepare_mini_en
 from data_prep.mini_en.synthesis import (
     SAMPLE_RATE,
     espeak_version,
@@ -57,6 +65,7 @@ from data_prep.mini_en.synthesis import (
     parse_espeak_wav,
     synthesize,
     synthesize_all,
+    synthesize_recording,
     write_wav16,
 )
 from data_prep.mini_en.text import (
@@ -92,8 +101,11 @@ __all__ = [
     "AMPLITUDE_RANGE",
     "BUNDLED",
     "HARD_ACCENTS",
+    "LONG_TEST",
+    "PAUSE_RANGE",
     "PITCH_JITTER",
     "PITCH_RANGE",
+    "RECORDING_SENTENCES",
     "SAMPLE_RATE",
     "SPEED_JITTER",
     "SPEED_RANGE",
@@ -103,6 +115,7 @@ __all__ = [
     "VARIANTS",
     "WORD_GAPS",
     "CorpusPlan",
+    "Recording",
     "Speaker",
     "Utterance",
     "build_parser",
@@ -121,6 +134,7 @@ __all__ = [
     "split_sentences",
     "synthesize",
     "synthesize_all",
+    "synthesize_recording",
     "text_fingerprint",
     "write_wav16",
 ]
