@@ -12,7 +12,13 @@ from typing import NamedTuple
 from speechdistill.datadir.core import DataDir, DataDirError, Segment, c_sorted, write_kv
 from speechdistill.utils import PathLike
 
-__all__ = ["Overlap", "reco_text", "segment_overlaps", "write_reco_text"]
+__all__ = [
+    "Overlap",
+    "reco_text",
+    "segment_layout_warnings",
+    "segment_overlaps",
+    "write_reco_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,29 @@ def segment_overlaps(segments: Mapping[str, Segment]) -> list[Overlap]:
         for (_, end, earlier), (start, _, later) in pairwise(spans):
             if start < end:
                 out.append(Overlap(reco, earlier, later, end, start))
+    return out
+
+
+def segment_layout_warnings(segments: Mapping[str, Segment], max_seconds: float) -> list[str]:
+    """What ``data validate`` warns about, with counts and an example: segments that overlap
+    within a recording (legal: cross-talk) and segments longer than ``max_seconds``."""
+    out = []
+    overlaps = segment_overlaps(segments)
+    if overlaps:
+        o = overlaps[0]
+        out.append(
+            f"{len(overlaps)} segment(s) overlap the one before in their recording (e.g. "
+            f"{o.later!r} starts at {o.start:g} s, before {o.earlier!r} ends at {o.end:g} s, in "
+            f"{o.reco!r}): legal (cross-talk), but `data reco-text` refuses them"
+        )
+    long = sorted(u for u, s in segments.items() if s.end != -1 and s.end - s.start > max_seconds)
+    if long:
+        seg = segments[long[0]]
+        out.append(
+            f"{len(long)} segment(s) longer than {max_seconds:g} s, Whisper's window (e.g. "
+            f"{long[0]!r}, {seg.end - seg.start:g} s): pseudo-labelling skips them, packing keeps "
+            "them alone"
+        )
     return out
 
 

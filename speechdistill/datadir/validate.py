@@ -56,7 +56,7 @@ from speechdistill.datadir.core import (
     read_kaldi_file,
     unsafe_id_reason,
 )
-from speechdistill.datadir.reco import segment_overlaps
+from speechdistill.datadir.reco import segment_layout_warnings
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -460,7 +460,8 @@ def _check_segments(c: _Checker, utts: set[str], wav: dict[str, Entry] | None) -
             spans[e.key] = Segment(fields[0], *times)
         if wav is not None and fields[0] not in wav:
             c.error("segments", f"recording {fields[0]!r} of {e.key!r} is not in wav.scp", e.line)
-    _warn_segment_layout(c, spans)
+    for message in segment_layout_warnings(spans, LONG_SEGMENT):
+        c.warn("segments", message)
     _check_utt2reco(c, spans)
     for e in (wav or {}).values():
         if e.key not in used:
@@ -490,29 +491,6 @@ def _check_segment_times(
     else:
         return start, end
     return None
-
-
-def _warn_segment_layout(c: _Checker, segments: dict[str, Segment]) -> None:
-    """Overlapping segments (legal: cross-talk) and segments longer than Whisper's window are
-    warnings with counts and an example: stages that need one word order refuse them."""
-    overlaps = segment_overlaps(segments)
-    if overlaps:
-        o = overlaps[0]
-        c.warn(
-            "segments",
-            f"{len(overlaps)} segment(s) overlap the one before in their recording (e.g. "
-            f"{o.later!r} starts at {o.start:g} s, before {o.earlier!r} ends at {o.end:g} s, in "
-            f"{o.reco!r}): legal (cross-talk), but `data reco-text` refuses them",
-        )
-    long = sorted(u for u, s in segments.items() if s.end != -1 and s.end - s.start > LONG_SEGMENT)
-    if long:
-        seg = segments[long[0]]
-        c.warn(
-            "segments",
-            f"{len(long)} segment(s) longer than {LONG_SEGMENT:g} s, Whisper's window (e.g. "
-            f"{long[0]!r}, {seg.end - seg.start:g} s): pseudo-labelling skips them, packing keeps "
-            "them alone",
-        )
 
 
 def _check_utt2reco(c: _Checker, segments: dict[str, Segment] | None) -> None:
