@@ -18,7 +18,9 @@ holding one release (``CORPUS/cv-corpus-*/<lang>/``); give ``--language`` for th
 Output, one data dir per split (``OUT/train``, ``OUT/dev``, ``OUT/test``; other TSV names work
 too): ``wav.scp`` (absolute paths of the mp3 files; ``speechdistill.audio`` decodes MP3 through
 libsndfile >= 1.1), ``text`` (the sentence, whitespace collapsed, non-printable characters
-such as zero-width spaces removed), ``utt2spk``/``spk2utt`` and ``utt2dur``.
+such as zero-width spaces removed), ``utt2spk``/``spk2utt`` and ``utt2dur``. No ``utt2reco``:
+every clip is a recording of its own (one sentence read alone), so there are no recordings to
+pack utterances from; ``speechdistill data pack`` falls back to the speaker.
 
 Speakers: the ``client_id`` (a 128-hex-digit hash) cut to its first ``--speaker-chars``
 characters (default 16), made longer when two different ``client_id`` s would otherwise share

@@ -14,8 +14,10 @@ folder holding it.
 Output, one data dir per part named with ``_`` for ``-`` (``OUT/dev_clean`` …): ``wav.scp``
 (absolute paths of the FLAC files), ``text`` (the corpus' upper-case transcripts; the
 ``english`` normaliser lower-cases when scoring), ``utt2spk``/``spk2utt``, ``utt2dur`` (FLAC
-headers) and ``spk2gender`` (``m``/``f`` from ``SPEAKERS.TXT``, written when it lists every
-speaker). Utterance ids are the corpus' own, ``<reader>-<chapter>-<n>``.
+headers), ``utt2reco`` (the recording: the chapter, ``<reader>-<chapter>``, whose reading the
+utterances were cut from in id order) and ``spk2gender`` (``m``/``f`` from ``SPEAKERS.TXT``,
+written when it lists every speaker). Utterance ids are the corpus' own,
+``<reader>-<chapter>-<n>``.
 
 Speakers (``--speaker``): ``reader`` (default) = the reader id, so that speaker-level scoring and
 per-speaker splits are about people; ``chapter`` = ``<reader>-<chapter>``, the "speaker" of
@@ -114,6 +116,7 @@ def prepare_part(
     text: dict[str, str] = {}
     utt2spk: dict[str, str] = {}
     utt2dur: dict[str, float] = {}
+    utt2reco: dict[str, str] = {}
     chapters = sorted(p for p in part_dir.glob("*/*") if p.is_dir())
     for chapter_dir in tqdm(chapters, desc=f"prepare {part}", unit="chapter", mininterval=2.0):
         reader, chapter = chapter_dir.parent.name, chapter_dir.name
@@ -147,6 +150,7 @@ def prepare_part(
             text[utt] = transcript
             utt2spk[utt] = spk
             utt2dur[utt] = duration
+            utt2reco[utt] = f"{reader}-{chapter}"
         for flac in sorted(chapter_dir.glob("*.flac")):
             if flac.stem not in listed:
                 skipped.add("no transcript", f"{part}/{reader}/{chapter}/{flac.name}")
@@ -166,6 +170,7 @@ def prepare_part(
         utt2spk=utt2spk,
         text=text,
         durations=utt2dur,
+        extra={"utt2reco": utt2reco},
         spk2gender=spk2gender,
         logger=log,
     )

@@ -32,7 +32,8 @@ separate files, so ``wav.scp`` maps each utterance to its file (absolute path; n
 ``segments``). ``text`` is the transcript with whitespace collapsed (NURC annotations are
 kept: the ``pt_br`` normaliser removes them when scoring); ``utt2dur`` comes from the audio
 headers; ``utt2genre`` and ``utt2quality`` hold ``speech_genre`` and ``quality`` (spaces as
-``_``, ``unknown`` when empty).
+``_``, ``unknown`` when empty); ``utt2reco`` holds the recording, ``audio_name`` (made a safe id
+as speakers are), which ``speechdistill data pack`` groups by.
 
 Speakers (``--speaker``): ``diarized`` (default) = ``<audio_name>_spk<speaker_id>``, one
 WhisperX speaker of one recording (``<audio_name>_unk`` without ``speaker_id``);
@@ -41,7 +42,8 @@ times in centiseconds with 7 digits, so that each speaker's utterances sort in t
 (previous-context conditioning in training takes the previous utterance in id order).
 
 Bad rows are skipped, and each reason's count and rows are logged: empty text, missing or
-non-numeric times, ``end_time <= start_time``, audio missing / unreadable / empty / ambiguous,
+non-numeric times, ``end_time <= start_time``, an ``audio_name`` that is no safe id (``..``),
+audio missing / unreadable / empty / ambiguous,
 a second row with the same utterance id. A split without any usable row is an error.
 
 Run ``python -m data_prep.nurc_sp CORPUS OUT [--config filtered] [--splits train dev test]
@@ -75,6 +77,7 @@ from data_prep.common import (
     speaker_key,
 )
 from data_prep.folder import AUDIO_EXTENSIONS
+from speechdistill.datadir import unsafe_id_reason
 from speechdistill.utils import PathLike, check_owned, mark_owned, setup_logging
 
 log = logging.getLogger("data_prep.nurc_sp")
@@ -340,6 +343,7 @@ def prepare_split(
     genre: dict[str, str] = {}
     quality: dict[str, str] = {}
     origin: dict[str, str] = {}
+    utt2reco: dict[str, str] = {}
     for row in tqdm(rows, desc=f"prepare {name}", unit="row", mininterval=2.0):
         file_path = (row.get("file_path") or "").strip()
         what = file_path or f"row {row['_n']}"
@@ -375,6 +379,9 @@ def prepare_split(
             skipped.add(reason or "missing audio", what)
             continue
         reco = speaker_key(row["audio_name"])
+        if unsafe_id_reason(reco):
+            skipped.add("audio_name is not a safe recording id", f"{what} ({reco!r})")
+            continue
         utt = f"{spk}-{reco}_{round(start * 100):07d}_{round(end * 100):07d}"
         if utt in origin:
             skipped.add("duplicate utterance id", f"{what} (id {utt} of {origin[utt]})")
@@ -386,6 +393,7 @@ def prepare_split(
         utt2dur[utt] = duration
         genre[utt] = _label(row.get("speech_genre"))
         quality[utt] = _label(row.get("quality"))
+        utt2reco[utt] = reco
     return finish_data_dir(
         out_dir,
         name=name,
@@ -394,7 +402,7 @@ def prepare_split(
         utt2spk=utt2spk,
         text=text,
         durations=utt2dur,
-        extra={"utt2genre": genre, "utt2quality": quality},
+        extra={"utt2genre": genre, "utt2quality": quality, "utt2reco": utt2reco},
         logger=log,
     )
 

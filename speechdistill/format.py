@@ -21,6 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from speechdistill.audio import SAMPLE_RATE, AudioError, AudioReader, is_pipe, write_wav
+from speechdistill.datadir import DataDirError
 from speechdistill.datadir.fix import load_tables, restrict, write_tables
 from speechdistill.utils import PathLike, atomic_write_text, locks_run
 
@@ -103,14 +104,17 @@ def format_data_dir(
 
     ``dst`` keeps every utterance-, speaker-keyed file of ``src`` (``text``, ``text.*``,
     ``utt2*`` …) restricted to the kept utterances; ``wav.scp`` points at the new files and
-    ``utt2dur`` holds their exact durations. Unreadable audio (missing, corrupt, truncated,
-    empty, NaN) is an error naming the utterance, or with ``skip_bad`` a logged skip listed in
-    ``format.json``. An unsafe utterance id is an error before any audio is read.
+    ``utt2dur`` holds their exact durations; with ``segments``, ``utt2reco`` keeps each
+    utterance's recording. An utterance of ``utt2spk`` without audio (no segment, no ``wav.scp``
+    entry) is an error naming it. Unreadable audio (missing, corrupt, truncated, empty, NaN, a
+    segment ending more than ``MAX_OVERSHOOT`` s past its recording) is an error naming the
+    utterance, or with ``skip_bad`` a logged skip listed in ``format.json``. An unsafe utterance id is an error before any audio is read.
     """
     src, dst = Path(src), Path(dst)
     audio_dir = Path(audio_dir) if audio_dir is not None else dst / "wav"
     reader = AudioReader(src)  # reading wav.scp/segments checks every id (check_id)
     tables, kinds = load_tables(src)  # before the long part: a missing utt2spk fails now
+    _check_every_utterance_has_audio(src, reader, tables["utt2spk"])
     audio_dir.mkdir(parents=True, exist_ok=True)
     old_manifest = _load_manifest(audio_dir)
     manifest: dict[str, dict[str, Any]] = {}
@@ -158,6 +162,9 @@ def format_data_dir(
     for name in SOURCE_AUDIO_FILES:
         tables.pop(name, None)
         kinds.pop(name, None)
+    if reader.segments is not None:  # the recording of each cut-out utterance stays known
+        tables["utt2reco"] = {u: seg.reco for u, seg in reader.segments.items()}
+        kinds["utt2reco"] = "utt"
     kinds.update({"wav.scp": "utt", "utt2dur": "utt"})
     tables["wav.scp"] = wav_scp
     tables["utt2dur"] = {u: f"{d:.6f}".rstrip("0").rstrip(".") for u, d in utt2dur.items()}
@@ -183,6 +190,21 @@ def format_data_dir(
         len(report.unreadable),
     )
     return report
+
+
+def _check_every_utterance_has_audio(
+    src: Path, reader: AudioReader, utt2spk: dict[str, str]
+) -> None:
+    """An utterance of ``utt2spk`` without a segment (or ``wav.scp`` entry) is an error naming
+    it: dropping it would lose its text silently."""
+    missing = [u for u in utt2spk if u not in reader]
+    if missing:
+        name = "segments" if reader.segments is not None else "wav.scp"
+        raise DataDirError(
+            f"utterance {missing[0]!r} of utt2spk is not in {name} ({len(missing)} such): "
+            "its audio is unknown",
+            src / name,
+        )
 
 
 def _write_manifest(audio_dir: Path, utterances: dict[str, dict[str, Any]]) -> None:

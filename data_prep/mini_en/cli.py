@@ -18,7 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m data_prep.mini_en",
         description="Synthesise the mini_en corpus (espeak-ng) into Kaldi data dirs "
-        "OUT_DIR/{train,dev,test}, 16 kHz WAVs in OUT_DIR/wav and notes in OUT_DIR/local.",
+        "OUT_DIR/{train,dev,test} (recordings of one voice, cut into utterances by segments) and "
+        "OUT_DIR/test_long (the test recordings whole), 16 kHz WAVs in OUT_DIR/wav and notes in "
+        "OUT_DIR/local.",
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="output directory")
     p.add_argument("--num-train", type=int, default=300, help="training clips (%(default)s)")

@@ -1,11 +1,24 @@
-"""The corpus plan of mini_en: every utterance (id, speaker, text, espeak-ng settings), no audio.
+"""The corpus plan of mini_en: every recording and utterance (id, speaker, text, espeak-ng
+settings, pauses), no audio.
 
-Utterance ids are ``<spk>-<split><n>`` (``rp_m3-train00012``); each utterance jitters speed and
-pitch a little around its speaker's base. Dev and test sentences are drawn first and never occur
-in train; half of test is said by unseen speakers (a held-out accent and/or variant), the other
-half and all of dev by the training speakers. Dev and test do not depend on the train size (once
-it reaches the number of speakers), and the train set for N utterances is a prefix of the one for
-M > N.
+A recording is one voice saying several sentences in a row, with a pause of
+:data:`PAUSE_RANGE` seconds (seeded) between two sentences; each sentence is an utterance, cut out
+by the ``segments`` file. Utterance ids are ``<spk>-<split><n>`` (``rp_m3-train00012``), recording
+ids ``<spk>-<split>_r<k>`` (``rp_m3-train_r001``, the speaker's k-th recording of the split);
+each utterance jitters speed and pitch a little around its speaker's base.
+
+Recording sizes, in sentences (:data:`RECORDING_SENTENCES`): train gives its utterances to speakers
+round-robin (as before recordings existed) and cuts each speaker's utterances, in order, into
+recordings of 2-8 sentences (the speaker's last one may be shorter); dev and test draw a size per
+recording and give it to the next speaker of a shuffled cycle: dev 2-8 sentences, test 12-25
+(about 45-120 s; each voice set of test is cut into such recordings, one recording holding all of
+a voice set that has fewer than 12 sentences).
+
+Dev and test sentences are drawn first and never occur in train; half of test is said by unseen
+speakers (a held-out accent and/or variant), the other half and all of dev by the training
+speakers. Dev and test do not depend on the train size (once it reaches the number of speakers),
+and the train utterances for N are a prefix of those for M > N; so are the recordings, but for
+each speaker's last one, which may hold fewer sentences.
 """
 
 from __future__ import annotations
@@ -33,6 +46,10 @@ from data_prep.mini_en.voices import (
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
+#: Sentences per recording (min, max) by split.
+RECORDING_SENTENCES = {"train": (2, 8), "dev": (2, 8), "test": (12, 25)}
+#: Pause between two sentences of a recording (seconds, drawn uniformly; whole milliseconds).
+PAUSE_RANGE = (0.2, 1.5)
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,7 @@ class Utterance:
     amplitude: int
     word_gap: int
     voiceset: str
+    reco: str = ""  # the recording that holds it
 
     def espeak_args(self) -> list[str]:
         """Options for ``espeak-ng`` (the text goes to its standard input)."""
@@ -58,15 +76,29 @@ class Utterance:
         ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Recording:
+    """Utterances of one speaker said in a row, ``pauses_ms[i]`` of silence after ``utts[i]``."""
+
+    reco: str
+    split: str
+    spk: str
+    voiceset: str
+    utts: tuple[Utterance, ...]
+    pauses_ms: tuple[int, ...]  # one fewer than utts
+
+
 @dataclass
 class CorpusPlan:
-    """Everything that decides the corpus: speakers and the utterances of each split."""
+    """Everything that decides the corpus: speakers, and the recordings of each split (and
+    their utterances, in id order)."""
 
     seed: int
     speakers: dict[str, Speaker]
     held_out_accents: list[str]
     held_out_variants: list[str]
     utterances: dict[str, list[Utterance]]
+    recordings: dict[str, list[Recording]] = dataclasses.field(default_factory=dict)
 
 
 def _cycle_shuffled(rng: random.Random, items: Sequence[Speaker]) -> Iterator[Speaker]:
@@ -140,14 +172,14 @@ def plan_corpus(
     accents: Sequence[str] = tuple(ACCENTS),
     variants: Sequence[str] = VARIANTS,
 ) -> CorpusPlan:
-    """Decide every utterance of the corpus (no audio yet).
+    """Decide every recording and utterance of the corpus (no audio yet).
 
     Dev and test sentences are disjoint from each other and from train. Train uses each of its
     sentences once, then each of ``train_sentences`` (train-only text, in a seeded order; those
     whose key is among ``sentences`` are dropped), then (when ``num_train`` exceeds them all)
     all of them again with other speakers. Dev and the "seen" part of test use the training
     speakers (``num_speakers``, or ``num_train`` of them if fewer, so that each one occurs in
-    train); ``unseen_fraction`` of test uses the unseen ones.
+    train); ``unseen_fraction`` of test uses the unseen ones. Recordings: see the module doc.
     Dev and test do not depend on ``num_train`` once it reaches ``num_speakers``.
     """
     if min(num_train, num_dev, num_test) < 0:
@@ -170,11 +202,28 @@ def plan_corpus(
     if unseen and 0 < unseen_fraction < 1 and num_test >= 2:
         n_unseen = min(max(n_unseen, 1), num_test - 1)
     n_seen = num_test - n_unseen
-    test = _assign("test", pools["test"][:n_seen], seen, seeds.rng(seed, "test"), n_seen)
-    test_unseen = _assign(
-        "test", pools["test"][n_seen:], unseen, seeds.rng(seed, "test-unseen"), n_unseen
+    lo, hi = RECORDING_SENTENCES["test"]
+    counts: dict[str, int] = {}
+    test = _assign_recordings(
+        "test",
+        pools["test"][:n_seen],
+        _partition(seeds.rng(seed, "test-recordings"), n_seen, lo, hi),
+        seen,
+        seeds.rng(seed, "test"),
+        seed,
+        first=0,
+        counts=counts,
     )
-    test += [_renumber(u, n_seen + i) for i, u in enumerate(test_unseen)]
+    test += _assign_recordings(
+        "test",
+        pools["test"][n_seen:num_test],
+        _partition(seeds.rng(seed, "test-unseen-recordings"), n_unseen, lo, hi),
+        unseen,
+        seeds.rng(seed, "test-unseen"),
+        seed,
+        first=n_seen,
+        counts=counts,
+    )
     keys = {sentence_key(s) for s in sentences}
     extra = [s for s in train_sentences if sentence_key(s) not in keys]
     if len(extra) < len(train_sentences):
@@ -184,13 +233,121 @@ def plan_corpus(
         )
     extra = seeds.rng(seed, "train-only-text").sample(extra, len(extra))
     train_texts = _train_texts(seeds.rng(seed, "train-text"), pools["train"] + extra)
-    utterances = {
-        "train": _assign("train", train_texts, seen, seeds.rng(seed, "train"), num_train),
-        "dev": _assign("dev", pools["dev"], seen, seeds.rng(seed, "dev"), num_dev),
+    train_utts = _assign("train", train_texts, seen, seeds.rng(seed, "train"), num_train)
+    lo, hi = RECORDING_SENTENCES["dev"]
+    dev = _assign_recordings(
+        "dev",
+        pools["dev"][:num_dev],
+        _draw_sizes(seeds.rng(seed, "dev-recordings"), num_dev, lo, hi),
+        seen,
+        seeds.rng(seed, "dev"),
+        seed,
+        first=0,
+        counts={},
+    )
+    speakers = {s.spk: s for s in [*seen, *unseen]}
+    recordings = {
+        "train": _cut_by_speaker("train", train_utts, speakers, seed),
+        "dev": dev,
         "test": test,
     }
-    speakers = {s.spk: s for s in [*seen, *unseen]}
-    return CorpusPlan(seed, speakers, new_acc, new_var, utterances)
+    utterances = {
+        split: sorted((u for r in recordings[split] for u in r.utts), key=_index)
+        for split in SPLITS
+    }
+    return CorpusPlan(seed, speakers, new_acc, new_var, utterances, recordings)
+
+
+def _index(u: Utterance) -> int:
+    """The utterance's number within its split (its id's suffix)."""
+    return int(u.utt.rsplit(u.split, 1)[1])
+
+
+def _recording(split: str, spk: Speaker, k: int, utts: Sequence[Utterance], seed: int) -> Recording:
+    """Recording ``k`` of ``spk`` in ``split``: ``utts`` in order, with seeded pauses."""
+    reco = f"{spk.spk}-{split}_r{k:03d}"
+    rng = seeds.rng(seed, f"pauses:{reco}")
+    lo, hi = (round(x * 1000) for x in PAUSE_RANGE)
+    pauses = tuple(rng.randint(lo, hi) for _ in utts[1:])
+    held = tuple(dataclasses.replace(u, reco=reco) for u in utts)
+    return Recording(reco, split, spk.spk, spk.voiceset, held, pauses)
+
+
+def _cut_by_speaker(
+    split: str, utts: Sequence[Utterance], speakers: dict[str, Speaker], seed: int
+) -> list[Recording]:
+    """Each speaker's utterances, in order, cut into recordings of sizes drawn from the
+    speaker's own stream (so a longer split only adds to its last recording and new ones)."""
+    lo, hi = RECORDING_SENTENCES[split]
+    by_spk: dict[str, list[Utterance]] = {}
+    for u in utts:
+        by_spk.setdefault(u.spk, []).append(u)
+    out: list[Recording] = []
+    for spk, said in sorted(by_spk.items()):
+        rng = seeds.rng(seed, f"{split}-recordings:{spk}")
+        pos = k = 0
+        while pos < len(said):
+            n = rng.randint(lo, hi)
+            out.append(_recording(split, speakers[spk], k, said[pos : pos + n], seed))
+            pos, k = pos + n, k + 1
+    return out
+
+
+def _assign_recordings(
+    split: str,
+    texts: Sequence[str],
+    sizes: Sequence[int],
+    speakers: Sequence[Speaker],
+    rng: random.Random,
+    seed: int,
+    *,
+    first: int,
+    counts: dict[str, int],
+) -> list[Recording]:
+    """Recordings of ``sizes`` sentences (``texts`` in order), each said by the next speaker of
+    a shuffled cycle; utterances numbered from ``first``; ``counts``: recordings per speaker."""
+    if not speakers:
+        return []
+    spk_stream = _cycle_shuffled(rng, speakers)
+    out: list[Recording] = []
+    pos = 0
+    for n in sizes:
+        spk = next(spk_stream)
+        utts = [
+            _utterance(split, first + pos + j, spk, text, rng)
+            for j, text in enumerate(texts[pos : pos + n])
+        ]
+        k = counts.get(spk.spk, 0)
+        counts[spk.spk] = k + 1
+        out.append(_recording(split, spk, k, utts, seed))
+        pos += n
+    return out
+
+
+def _draw_sizes(rng: random.Random, n: int, lo: int, hi: int) -> list[int]:
+    """Sizes drawn in [lo, hi] until they reach ``n`` (the last one cut short)."""
+    sizes: list[int] = []
+    while sum(sizes) < n:
+        sizes.append(min(rng.randint(lo, hi), n - sum(sizes)))
+    return sizes
+
+
+def _partition(rng: random.Random, n: int, lo: int, hi: int) -> list[int]:
+    """``n`` cut into a random number of sizes in [lo, hi] (one size ``n`` when ``n < lo``)."""
+    if n <= 0:
+        return []
+    k_min = -(-n // hi)
+    k = rng.randint(k_min, max(k_min, n // lo))
+    if n < lo * k:
+        return [n // k + (j < n % k) for j in range(k)]
+    sizes = [lo] * k
+    rest = n - lo * k
+    while rest:
+        j = rng.randrange(k)
+        if sizes[j] < hi:
+            sizes[j] += 1
+            rest -= 1
+    return sizes
 
 
 def _train_texts(rng: random.Random, pool: Sequence[str]) -> Iterator[str]:
@@ -198,7 +355,3 @@ def _train_texts(rng: random.Random, pool: Sequence[str]) -> Iterator[str]:
     yield from pool
     while pool:
         yield from rng.sample(list(pool), len(pool))
-
-
-def _renumber(u: Utterance, i: int) -> Utterance:
-    return dataclasses.replace(u, utt=f"{u.spk}-{u.split}{i:05d}")

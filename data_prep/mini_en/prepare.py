@@ -1,10 +1,15 @@
 """``prepare_mini_en``: plan, synthesise and write the mini_en corpus as Kaldi data dirs.
 
-Writes ``OUT_DIR/{train,dev,test}`` (``wav.scp`` with absolute paths to 16 kHz mono 16-bit WAVs
-under ``OUT_DIR/wav/<split>/``, ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur``; ``test`` also has
-``utt2voiceset``: ``seen`` or ``unseen``) and ``OUT_DIR/local/`` (the speakers and their
-espeak-ng settings, the synthesis parameters of every utterance, the text source, the
-configuration).
+Writes ``OUT_DIR/{train,dev,test}``: ``wav.scp`` maps recording ids to absolute paths of 16 kHz
+mono 16-bit WAVs under ``OUT_DIR/wav/<split>/`` (one a recording), ``segments`` cuts them into the
+utterances at the times known from synthesis (exact to the sample), ``reco2dur``, ``text``,
+``utt2spk``, ``spk2utt``, ``utt2dur``; ``test`` also has ``utt2voiceset`` (``seen`` or
+``unseen``). ``OUT_DIR/test_long`` holds the test recordings whole, one utterance each (its id is
+the recording's, ``wav.scp`` the recording WAV, no ``segments``; ``text`` its sentences joined in
+order; ``utt2spk``, ``utt2dur``, ``utt2voiceset``), so that short-form (``test``) and long-form
+(``test_long``) scores are of the same audio and words. ``OUT_DIR/local/`` records the speakers
+and their espeak-ng settings, the synthesis parameters of every utterance, the recordings and
+their pauses, the text source and the configuration.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_prep.mini_en.plan import SPLITS, CorpusPlan, Utterance, plan_corpus
+from data_prep.mini_en.plan import SPLITS, CorpusPlan, Recording, Utterance, plan_corpus
 from data_prep.mini_en.synthesis import SAMPLE_RATE, espeak_version, find_espeak, synthesize_all
 from data_prep.mini_en.text import (
     load_sentences,
@@ -30,16 +35,51 @@ from speechdistill.utils import PathLike, atomic_write_text
 log = logging.getLogger(__name__)
 
 
+#: The data dir of the test recordings whole.
+LONG_TEST = "test_long"
+
+
+def _seconds(samples: int) -> str:
+    """A sample count at 16 kHz as exact seconds (at most 7 decimals)."""
+    return f"{samples / SAMPLE_RATE:.7f}".rstrip("0").rstrip(".")
+
+
+def _wav_scp(recos: Sequence[Recording], wav_dir: Path) -> dict[str, str]:
+    return {r.reco: str(wav_dir / r.split / f"{r.reco}.wav") for r in recos}
+
+
 def _write_split(
-    data_dir: DataDir, utts: Sequence[Utterance], wav_dir: Path, nsamples: dict[str, int]
+    data_dir: DataDir,
+    recos: Sequence[Recording],
+    wav_dir: Path,
+    reco_samples: dict[str, int],
+    spans: dict[str, tuple[int, int]],
 ) -> None:
+    utts = [u for r in recos for u in r.utts]
     data_dir.path.mkdir(parents=True, exist_ok=True)
-    data_dir.write("wav.scp", {u.utt: str(wav_dir / u.split / f"{u.utt}.wav") for u in utts})
+    data_dir.write("wav.scp", _wav_scp(recos, wav_dir))
+    data_dir.write(
+        "segments",
+        {u.utt: f"{u.reco} {_seconds(spans[u.utt][0])} {_seconds(spans[u.utt][1])}" for u in utts},
+    )
+    data_dir.write("reco2dur", {r.reco: _seconds(reco_samples[r.reco]) for r in recos})
     data_dir.write("text", {u.utt: u.text for u in utts})
     data_dir.write_utt2spk({u.utt: u.spk for u in utts})
-    data_dir.write("utt2dur", {u.utt: f"{nsamples[u.utt] / SAMPLE_RATE:.4f}" for u in utts})
+    data_dir.write("utt2dur", {u.utt: _seconds(spans[u.utt][1] - spans[u.utt][0]) for u in utts})
     if utts and utts[0].split == "test":
         data_dir.write("utt2voiceset", {u.utt: u.voiceset for u in utts})
+
+
+def _write_long(
+    data_dir: DataDir, recos: Sequence[Recording], wav_dir: Path, reco_samples: dict[str, int]
+) -> None:
+    """The recordings whole: one utterance each, keyed by the (speaker-prefixed) recording id."""
+    data_dir.path.mkdir(parents=True, exist_ok=True)
+    data_dir.write("wav.scp", _wav_scp(recos, wav_dir))
+    data_dir.write("text", {r.reco: " ".join(u.text for u in r.utts) for r in recos})
+    data_dir.write_utt2spk({r.reco: r.spk for r in recos})
+    data_dir.write("utt2dur", {r.reco: _seconds(reco_samples[r.reco]) for r in recos})
+    data_dir.write("utt2voiceset", {r.reco: r.voiceset for r in recos})
 
 
 def _remove_stale_wavs(wav_dir: Path, split: str, keep: set[str]) -> None:
@@ -83,6 +123,14 @@ def _write_local(
         atomic_write_text(
             local / f"{split}_espeak.tsv",
             "".join(f"{u.utt}\t{' '.join(u.espeak_args())}\n" for u in sorted(utts, key=_utt_key)),
+        )
+        # the recordings: utterances in order, pause after each but the last (milliseconds)
+        atomic_write_text(
+            local / f"{split}_recordings.tsv",
+            "".join(
+                f"{r.reco}\t{' '.join(u.utt for u in r.utts)}\t{' '.join(map(str, r.pauses_ms))}\n"
+                for r in sorted(plan.recordings[split], key=lambda r: r.reco)
+            ),
         )
     atomic_write_text(
         local / "held_out.txt",
@@ -129,7 +177,8 @@ def prepare_mini_en(
     espeak: str | None = None,
     progress: bool = True,
 ) -> dict[str, DataDir]:
-    """Synthesise the corpus into ``out_dir`` and return its data dirs by split name.
+    """Synthesise the corpus into ``out_dir``; returns its data dirs by name (the splits and
+    ``test_long``).
 
     ``text`` and ``train_text`` are sentence files or directories of ``*.txt`` files; ``text``
     defaults to the bundled ``sentences/``, and ``"bundled"`` in ``train_text`` is the bundled
@@ -171,23 +220,31 @@ def prepare_mini_en(
     )
     n_unique_train = len({sentence_key(u.text) for u in plan.utterances["train"]})
     log.info(
-        "plan: train %d clips (%d distinct sentences), dev %d, test %d (%d unseen voices); "
-        "%d speakers; held out: accents %s, variants %s",
+        "plan: train %d clips (%d distinct sentences), dev %d, test %d (%d unseen voices) in "
+        "%d/%d/%d recordings; %d speakers; held out: accents %s, variants %s",
         len(plan.utterances["train"]), n_unique_train, len(plan.utterances["dev"]),
         len(plan.utterances["test"]),
         sum(u.voiceset == "unseen" for u in plan.utterances["test"]),
-        len(plan.speakers), plan.held_out_accents, plan.held_out_variants,
+        *(len(plan.recordings[split]) for split in SPLITS), len(plan.speakers), plan.held_out_accents, plan.held_out_variants,
     )  # fmt: skip
     wav_dir = out / "wav"
-    all_utts = [u for split in SPLITS for u in plan.utterances[split]]
-    nsamples = synthesize_all(all_utts, wav_dir, exe, nj=nj, progress=progress)
+    recordings = [r for split in SPLITS for r in plan.recordings[split]]
+    reco_samples, spans = synthesize_all(recordings, wav_dir, exe, nj=nj, progress=progress)
     dirs: dict[str, DataDir] = {}
     for split in SPLITS:
-        utts = plan.utterances[split]
-        _remove_stale_wavs(wav_dir, split, {u.utt for u in utts})
+        recos = plan.recordings[split]
+        _remove_stale_wavs(wav_dir, split, {r.reco for r in recos})
         dirs[split] = DataDir(out / split)
-        _write_split(dirs[split], utts, wav_dir, nsamples)
-    hours = sum(nsamples.values()) / SAMPLE_RATE / 3600
+        _write_split(dirs[split], recos, wav_dir, reco_samples, spans)
+    dirs[LONG_TEST] = DataDir(out / LONG_TEST)
+    _write_long(dirs[LONG_TEST], plan.recordings["test"], wav_dir, reco_samples)
+    long_s = [reco_samples[r.reco] / SAMPLE_RATE for r in plan.recordings["test"]]
+    if long_s:
+        log.info(
+            "%s: %d recordings of %.1f-%.1f s (%.1f s on average)",
+            LONG_TEST, len(long_s), min(long_s), max(long_s), sum(long_s) / len(long_s),
+        )  # fmt: skip
+    hours = sum(reco_samples.values()) / SAMPLE_RATE / 3600
     config = {
         "corpus": "mini_en",
         "seed": seed,

@@ -1,7 +1,9 @@
 """Synthesis for mini_en: running espeak-ng, reading its WAV stream, writing 16 kHz WAVs.
 
-espeak-ng is deterministic for a given command line, and soxr's resampling is too, so one plan
-gives byte-identical WAVs.
+Each sentence is synthesised on its own; a recording is its sentences' samples joined with the
+planned pauses (digital silence) between them, written as one WAV, so every utterance's start and
+length in its recording are known to the sample. espeak-ng is deterministic for a given command
+line, and soxr's resampling is too, so one plan gives byte-identical WAVs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from data_prep.mini_en.plan import Utterance
+from data_prep.mini_en.plan import Recording, Utterance
 from speechdistill.utils import PathLike, atomic_open
 
 SAMPLE_RATE = 16000
@@ -92,31 +94,61 @@ def write_wav16(path: PathLike, samples: np.ndarray) -> None:
         sf.write(f, samples, SAMPLE_RATE, format="WAV", subtype="PCM_16")
 
 
-def _synth_one(utt: Utterance, path: Path, espeak: str) -> int:
-    samples = synthesize(utt, espeak)
+def synthesize_recording(reco: Recording, espeak: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The samples of ``reco`` (its utterances with the pauses between) and each utterance's
+    ``(first, end)`` sample in them."""
+    parts: list[np.ndarray] = []
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for i, utt in enumerate(reco.utts):
+        if i:
+            gap = reco.pauses_ms[i - 1] * SAMPLE_RATE // 1000
+            parts.append(np.zeros(gap, dtype=np.int16))
+            pos += gap
+        samples = synthesize(utt, espeak)
+        parts.append(samples)
+        spans.append((pos, pos + samples.shape[0]))
+        pos += samples.shape[0]
+    return np.concatenate(parts), spans
+
+
+def _synth_one(reco: Recording, path: Path, espeak: str) -> tuple[int, list[tuple[int, int]]]:
+    samples, spans = synthesize_recording(reco, espeak)
     write_wav16(path, samples)
-    return int(samples.shape[0])
+    return int(samples.shape[0]), spans
 
 
 def synthesize_all(
-    utts: Sequence[Utterance], wav_dir: Path, espeak: str, nj: int = 2, progress: bool = True
-) -> dict[str, int]:
-    """Synthesise ``utts`` into ``wav_dir/<split>/<utt>.wav`` with ``nj`` concurrent espeak-ng
-    processes; returns the number of samples of each utterance."""
+    recordings: Sequence[Recording],
+    wav_dir: Path,
+    espeak: str,
+    nj: int = 2,
+    progress: bool = True,
+) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """Synthesise ``recordings`` into ``wav_dir/<split>/<reco>.wav`` with ``nj`` concurrent
+    espeak-ng processes; returns the samples of each recording and each utterance's
+    ``(first, end)`` sample in its recording."""
     from tqdm.auto import tqdm
 
-    nsamples: dict[str, int] = {}
+    reco_samples: dict[str, int] = {}
+    spans: dict[str, tuple[int, int]] = {}
     with (
         ThreadPoolExecutor(max_workers=max(1, nj)) as pool,
         # disable=None: a bar only on a terminal
         tqdm(
-            total=len(utts), desc="espeak-ng", unit="utt", disable=None if progress else True
+            total=sum(len(r.utts) for r in recordings),
+            desc="espeak-ng",
+            unit="utt",
+            disable=None if progress else True,
         ) as bar,
     ):
         futures = {
-            pool.submit(_synth_one, u, wav_dir / u.split / f"{u.utt}.wav", espeak): u for u in utts
+            pool.submit(_synth_one, r, wav_dir / r.split / f"{r.reco}.wav", espeak): r
+            for r in recordings
         }
         for fut in as_completed(futures):
-            nsamples[futures[fut].utt] = fut.result()
-            bar.update()
-    return nsamples
+            reco = futures[fut]
+            reco_samples[reco.reco], reco_spans = fut.result()
+            spans.update(zip((u.utt for u in reco.utts), reco_spans, strict=True))
+            bar.update(len(reco.utts))
+    return reco_samples, spans

@@ -17,6 +17,7 @@ cd "$(dirname "$0")"
   --train_set train \
   --valid_set dev \
   --test_sets "dev test" \
+  --long_test_sets test_long \
   --teacher tiny.en \
   --normalizer english \
   --decode_batch_size 8 \

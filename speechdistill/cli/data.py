@@ -57,7 +57,10 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
         help="check a data dir like Kaldi's validate_data_dir.sh",
         description="Kaldi's validate_data_dir.sh checks, plus: every id is a safe file name "
         "(no '/', not '.' or '..', no leading '-', no whitespace or control characters). A "
-        "segment end of -1 means to the end of the recording.",
+        "segment end of -1 means to the end of the recording. Warnings (with counts): segments "
+        "that overlap within a recording (legal: cross-talk), segments longer than 30 s. "
+        "utt2reco (each utterance's recording, when there are no segments) must list every "
+        "utterance with a safe recording id.",
     )
     p.add_argument(
         "--no-text", action="store_true", help="text is not required (checked if present)"

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "whitespace or control characters). A rerun reuses a WAV only when AUDIO_DIR/"
         "format_manifest.json shows it was made from the same wav.scp entry, segment times and "
         "source file; anything else is rewritten. Unreadable audio (missing, corrupt, truncated, "
-        "empty, NaN) is an error naming the utterance unless --skip-bad.",
+        "empty, NaN, a segment ending over 0.5 s past its recording) is an error naming the "
+        "utterance unless --skip-bad; an utterance of utt2spk without a segment or wav.scp entry "
+        "is an error. With segments, DST/utt2reco keeps each utterance's recording.",
     )
     p.add_argument("src", type=data_dir, help="input data dir")
     p.add_argument("dst", type=out_dir, help="output data dir")

@@ -16,6 +16,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -111,6 +112,53 @@ def parse_line(line: str) -> tuple[str, str]:
     key = parts[0]
     value = parts[1] if len(parts) > 1 else ""
     return key, value
+
+
+class Entry(NamedTuple):
+    """One non-blank line of a Kaldi file."""
+
+    line: int
+    key: str
+    value: str
+
+
+@dataclass
+class KaldiFile:
+    """The decoded lines of a Kaldi file (newlines removed)."""
+
+    path: Path
+    lines: list[str]
+    final_newline: bool
+
+    def entries(self) -> list[Entry]:
+        """The non-blank lines as ``(line number, key, value)``."""
+        out = []
+        for lineno, line in enumerate(self.lines, 1):
+            key, value = parse_line(line)
+            if key:
+                out.append(Entry(lineno, key, value))
+        return out
+
+
+def read_kaldi_file(path: PathLike) -> KaldiFile:
+    """Read a Kaldi file, split on ``\\n`` only; missing file or invalid UTF-8 raise DataDirError."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataDirError("file not found", path) from None
+    except IsADirectoryError:
+        raise DataDirError("is a directory, expected a file", path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        lineno = raw[: e.start].count(b"\n") + 1
+        raise DataDirError("invalid UTF-8", path, lineno) from None
+    lines = text.split("\n")
+    final_newline = text.endswith("\n")
+    if final_newline or text == "":
+        lines.pop()
+    return KaldiFile(path, lines, final_newline)
 
 
 def read_kv(path: PathLike, *, allow_duplicates: bool = False) -> dict[str, str]:

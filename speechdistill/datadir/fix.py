@@ -38,14 +38,15 @@ from speechdistill.datadir.core import (
     RECO_FILES,
     SPK_FILES,
     DataDirError,
+    Entry,
     c_sorted,
     check_id,
     format_line,
     id_kind,
     is_utt_file,
+    read_kaldi_file,
     utt2spk_to_spk2utt,
 )
-from speechdistill.datadir.validate import Entry, read_kaldi_file
 from speechdistill.utils import PathLike, atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)

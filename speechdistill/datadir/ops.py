@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from speechdistill.datadir.core import DataDirError, c_sorted
+from speechdistill.datadir.core import DataDirError, c_sorted, read_kaldi_file
 from speechdistill.datadir.fix import (
     Kind,
     Tables,
@@ -31,7 +31,6 @@ from speechdistill.datadir.fix import (
     restrict,
     write_tables,
 )
-from speechdistill.datadir.validate import read_kaldi_file
 from speechdistill.utils import PathLike, atomic_write_text, replace_dir
 
 log = logging.getLogger(__name__)

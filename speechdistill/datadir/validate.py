@@ -23,6 +23,11 @@ Checks (as Kaldi, unless noted):
   recording in ``wav.scp``, and every ``wav.scp`` recording used; with ``reco2dur``, segments end
   at most :data:`SEGMENT_OVERSHOOT` s past their recording (Kaldi's ``extract-segments
   --max-overshoot``). Without ``segments``: ``wav.scp`` (and ``reco2dur``) keys equal the utterances.
+  Warnings, with counts: segments that overlap within a recording (legal Kaldi: cross-talk), and
+  segments longer than :data:`LONG_SEGMENT` s (Whisper's window); not in Kaldi.
+- ``utt2reco`` (not Kaldi's; each utterance's recording, written by preparers whose corpus knows
+  the recording but ships one file per utterance): every utterance, one safe recording id each,
+  the segment's recording when there are segments.
 - ``utt2dur``/``reco2dur`` durations positive and finite; ``utt2num_frames`` positive integers.
 - ``spk2gender`` (``m``/``f``) and ``cmvn.scp`` keyed by exactly the speakers.
 - Utterance-keyed files: the standard ones (:data:`STRICT_UTT_FILES`) must have exactly the
@@ -40,15 +45,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 from speechdistill.datadir.core import (
     DataDirError,
+    Entry,
+    Segment,
     id_kind,
     is_utt_file,
     parse_line,
+    read_kaldi_file,
     unsafe_id_reason,
 )
+from speechdistill.datadir.reco import segment_layout_warnings
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -63,60 +71,16 @@ STRICT_UTT_FILES = (
     "utt2uniq",
     "utt2warp",
     "vad.scp",
+    "utt2reco",  # not Kaldi's: each utterance's recording when there are no segments
 )
 #: Tokens Kaldi reserves for its language models; forbidden in transcripts.
 ILLEGAL_TEXT_SYMBOLS = frozenset({"<s>", "</s>", "#0"})
 #: Seconds a segment may end past its recording (Kaldi's ``extract-segments --max-overshoot``).
 SEGMENT_OVERSHOOT = 0.5
+#: Seconds of Whisper's window: a longer segment is a warning.
+LONG_SEGMENT = 30.0
 #: Errors reported per file before the rest are only counted.
 MAX_ERRORS_PER_FILE = 10
-
-
-class Entry(NamedTuple):
-    """One non-blank line of a Kaldi file."""
-
-    line: int
-    key: str
-    value: str
-
-
-@dataclass
-class KaldiFile:
-    """The decoded lines of a Kaldi file (newlines removed)."""
-
-    path: Path
-    lines: list[str]
-    final_newline: bool
-
-    def entries(self) -> list[Entry]:
-        """The non-blank lines as ``(line number, key, value)``."""
-        out = []
-        for lineno, line in enumerate(self.lines, 1):
-            key, value = parse_line(line)
-            if key:
-                out.append(Entry(lineno, key, value))
-        return out
-
-
-def read_kaldi_file(path: PathLike) -> KaldiFile:
-    """Read a Kaldi file, split on ``\\n`` only; missing file or invalid UTF-8 raise DataDirError."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataDirError("file not found", path) from None
-    except IsADirectoryError:
-        raise DataDirError("is a directory, expected a file", path) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        lineno = raw[: e.start].count(b"\n") + 1
-        raise DataDirError("invalid UTF-8", path, lineno) from None
-    lines = text.split("\n")
-    final_newline = text.endswith("\n")
-    if final_newline or text == "":
-        lines.pop()
-    return KaldiFile(path, lines, final_newline)
 
 
 class DataDirValidationError(DataDirError):
@@ -452,6 +416,7 @@ def _check_audio(c: _Checker, utts: set[str]) -> None:
     if has_segments:
         recos = _check_segments(c, utts, wav)
     else:
+        _check_utt2reco(c, None)
         recos = set(utts)
         if wav is not None and utts:
             c.compare_keys("wav.scp", wav, utts, "utt2spk")
@@ -480,6 +445,7 @@ def _check_segments(c: _Checker, utts: set[str], wav: dict[str, Entry] | None) -
     if utts:
         c.compare_keys("segments", segments, utts, "utt2spk")
     used: set[str] = set()
+    spans: dict[str, Segment] = {}
     for e in segments.values():
         fields = e.value.split()
         if len(fields) != 3:
@@ -489,9 +455,14 @@ def _check_segments(c: _Checker, utts: set[str], wav: dict[str, Entry] | None) -
             continue
         used.add(fields[0])
         c.check_id("segments", fields[0], "recording id", e.line)
-        _check_segment_times(c, e, fields[1], fields[2])
+        times = _check_segment_times(c, e, fields[1], fields[2])
+        if times is not None:
+            spans[e.key] = Segment(fields[0], *times)
         if wav is not None and fields[0] not in wav:
             c.error("segments", f"recording {fields[0]!r} of {e.key!r} is not in wav.scp", e.line)
+    for message in segment_layout_warnings(spans, LONG_SEGMENT):
+        c.warn("segments", message)
+    _check_utt2reco(c, spans)
     for e in (wav or {}).values():
         if e.key not in used:
             c.error(
@@ -502,18 +473,42 @@ def _check_segments(c: _Checker, utts: set[str], wav: dict[str, Entry] | None) -
     return set(wav) if wav is not None else used
 
 
-def _check_segment_times(c: _Checker, e: Entry, start_s: str, end_s: str) -> None:
+def _check_segment_times(
+    c: _Checker, e: Entry, start_s: str, end_s: str
+) -> tuple[float, float] | None:
+    """``(start, end)`` of a segment line, or None (reported) when they are unusable."""
     try:
         start, end = float(start_s), float(end_s)
     except ValueError:
         c.error("segments", f"non-numeric start/end for {e.key!r}", e.line)
-        return
+        return None
     if not (math.isfinite(start) and math.isfinite(end)):
         c.error("segments", f"non-finite start/end for {e.key!r}", e.line)
     elif start < 0:
         c.error("segments", f"negative start {start_s} for {e.key!r}", e.line)
     elif end <= start and end != -1:
         c.error("segments", f"end {end_s} is not after start {start_s} for {e.key!r}", e.line)
+    else:
+        return start, end
+    return None
+
+
+def _check_utt2reco(c: _Checker, segments: dict[str, Segment] | None) -> None:
+    """``utt2reco``: one safe recording id an utterance, the segment's when there are segments."""
+    for e in (c.load("utt2reco") or {}).values():
+        fields = e.value.split()
+        if len(fields) != 1:
+            c.error(
+                "utt2reco", f"expected 'utterance recording', got {len(fields) + 1} fields", e.line
+            )
+        elif c.check_id("utt2reco", fields[0], "recording id", e.line) and segments:
+            seg = segments.get(e.key)
+            if seg is not None and seg.reco != fields[0]:
+                c.error(
+                    "utt2reco",
+                    f"recording {fields[0]!r} of {e.key!r} differs from its segment's {seg.reco!r}",
+                    e.line,
+                )
 
 
 def _check_segment_ends(c: _Checker, reco2dur: dict[str, float]) -> None:

@@ -14,6 +14,7 @@ from speechdistill.cli import main
 from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import split, subset
 from speechdistill.decode import decode_data_dir
+from speechdistill.format import format_data_dir
 from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber
 from speechdistill.scoring import score
 
@@ -61,7 +62,8 @@ def test_batch_size_does_not_change_greedy_output(tmp_path, mini_corpus, tiny_en
 
 def test_decode_audio_only_and_bad_audio(tmp_path, mini_corpus, tiny_en_teacher, transcriber):
     data = tmp_path / "audio_only"
-    subset(mini_corpus / "dev", data, first=3)
+    # one WAV per utterance (the corpus has recordings cut by segments), so one can be broken
+    format_data_dir(subset(mini_corpus / "dev", tmp_path / "dev3", first=3), data)
     (data / "text").unlink()
     d = DataDir(data)
     wav = d.wav_scp()

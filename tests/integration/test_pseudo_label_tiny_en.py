@@ -21,6 +21,7 @@ from speechdistill.cli import main
 from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import subset
 from speechdistill.datadir.validate import validate
+from speechdistill.format import format_data_dir
 from speechdistill.pseudo_label import HFLabeler, PseudoLabelConfig, finalize, pseudo_label
 from speechdistill.pseudo_label.stats import STATS, token_stats
 from speechdistill.teachers.identity import teacher_identity
@@ -71,7 +72,9 @@ def test_statistics_come_from_the_raw_logits_of_the_decode(labeler, six):
 
 
 def test_audio_only_input_and_unreadable_audio(labeler, tiny_en_teacher, mini_corpus, tmp_path):
-    data = subset(mini_corpus / "dev", tmp_path / "data", first=4)
+    # one WAV per utterance (the corpus has recordings cut by segments), so one can be broken
+    data = tmp_path / "data"
+    format_data_dir(subset(mini_corpus / "dev", tmp_path / "dev4", first=4), data)
     (data / "text").unlink()
     d = DataDir(data)
     wav = d.wav_scp()

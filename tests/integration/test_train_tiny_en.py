@@ -20,6 +20,7 @@ from whisper_helpers import generation_dict
 
 from speechdistill.datadir import DataDir, read_kv
 from speechdistill.datadir.ops import subset
+from speechdistill.format import format_data_dir
 from speechdistill.init_student import init_student
 from speechdistill.pseudo_label import PseudoLabelConfig, pseudo_label
 from speechdistill.scoring import score
@@ -35,8 +36,11 @@ from speechdistill.train.whisper_kd import train_whisper
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, mini_corpus, tiny_en_teacher):
     root = tmp_path_factory.mktemp("train")
-    data = subset(mini_corpus / "train", root / "train", first=6)
-    dev = subset(mini_corpus / "dev", root / "dev", first=2)
+    # formatted as the recipe's stage 2 does: one WAV per utterance (the corpus has recordings
+    # cut by segments; training reads wav.scp by utterance)
+    data, dev = root / "train", root / "dev"
+    format_data_dir(subset(mini_corpus / "train", root / "train_src", first=6), data)
+    format_data_dir(subset(mini_corpus / "dev", root / "dev_src", first=2), dev)
     pl = root / "pl"
     cfg = PseudoLabelConfig(batch_size=3, cache_encoder=True, rskd_k=16)
     pseudo_label(tiny_en_teacher, data, pl, cfg)

@@ -1,5 +1,6 @@
 """Reliability of Kaldi data dirs: unsafe ids, stale formatted audio, truncated or bad audio,
-segment ends of -1, and stage inputs checked before the expensive work."""
+segment ends of -1, stage inputs checked before the expensive work, and recordings (segments
+past the end, overlapping or longer than 30 s, utterances without a recording, utt2reco)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from speechdistill.datadir import (
     DataDirError,
     DataDirValidationError,
     check_id,
+    combine,
     fix,
+    subset,
     validate,
     write_kv,
 )
@@ -320,3 +323,106 @@ def test_bad_and_too_short_audio_are_counted_skips(tmp_path, caplog):
     assert "dropped 1 too short, 0 too long, 3 unreadable" in caplog.text
     stats = json.loads((tmp_path / "dump" / "format.json").read_text())
     assert stats["too_short"] == ["s-short"] and len(stats["unreadable"]) == 3
+
+
+# 6. recordings: segments past the end, overlaps, long segments, no recording, utt2reco -------
+
+
+def test_segment_past_its_recording_is_an_error_naming_it_or_a_counted_skip(tmp_path):
+    segs = {"r-1": ("r", 0.0, 1.0), "r-2": ("r", 1.0, 3.5)}  # the recording is 2 s
+    src = data_dir(tmp_path / "data", {"r": tone(2.0)}, segments=segs)
+    proc = cli("format", str(src), str(tmp_path / "dump"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "ERROR" in ln]
+    assert len(errors) == 1, proc.stderr
+    assert "utterance 'r-2'" in errors[0]
+    assert "ends 1.500 s after the recording (2.000 s); at most 0.5 s is tolerated" in errors[0]
+    assert not (tmp_path / "dump" / "wav.scp").exists()
+    report = format_data_dir(src, tmp_path / "dump2", skip_bad=True)
+    assert list(report.unreadable) == ["r-2"] and report.kept == 1
+    (src / "reco2dur").write_text("r 2\n")  # with the recording's duration, validate sees it
+    with pytest.raises(DataDirValidationError, match=r"'r-2' ends at 3\.5 s, past the end of"):
+        validate(src)
+
+
+def test_overlapping_segments_are_a_warning_with_counts_and_are_formatted(tmp_path, caplog):
+    segs = {"r-1": ("r", 0.0, 1.2), "r-2": ("r", 1.0, 2.0), "r-3": ("r", 1.5, 1.9)}
+    src = data_dir(tmp_path / "data", {"r": tone(2.0)}, segments=segs)
+    warnings = validate(src)  # legal Kaldi (cross-talk): no error
+    overlap = [w for w in warnings if "segment(s) overlap" in w]
+    assert len(overlap) == 1
+    assert (
+        "2 segment(s) overlap the one before in their recording (e.g. 'r-2' starts at 1 s, "
+        "before 'r-1' ends at 1.2 s, in 'r')" in overlap[0]
+    )
+    report = format_data_dir(src, tmp_path / "dump")
+    assert report.kept == 3
+    assert DataDir(tmp_path / "dump").read("utt2reco") == {u: "r" for u in segs}
+
+
+def test_segment_longer_than_30_s_is_a_warning_and_a_counted_drop_under_limits(tmp_path):
+    segs = {"r-1": ("r", 0.0, 31.0), "r-2": ("r", 31.0, 32.0)}
+    src = data_dir(tmp_path / "data", {"r": tone(32.0)}, segments=segs)
+    warnings = validate(src)
+    assert any("1 segment(s) longer than 30 s, Whisper's window (e.g. 'r-1', 31 s)" in w
+               for w in warnings)  # fmt: skip
+    report = format_data_dir(src, tmp_path / "dump", max_duration=30.0)  # train/dev limits
+    assert report.too_long == ["r-1"] and report.kept == 1
+    assert format_data_dir(src, tmp_path / "dump_test").kept == 2  # test sets keep it
+
+
+def test_utterance_without_a_recording_is_an_error_naming_it(tmp_path):
+    segs = {"r-1": ("r", 0.0, 1.0), "r-2": ("r", 1.0, 2.0)}
+    src = data_dir(tmp_path / "data", {"r": tone(2.0)}, segments=segs)
+    (src / "segments").write_text("r-1 r 0.0 1.0\n")  # r-2 keeps its text but lost its segment
+    with pytest.raises(DataDirValidationError, match=r"1 utterance\(s\) of utt2spk missing"):
+        validate(src)
+    proc = cli("format", str(src), str(tmp_path / "dump"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "ERROR" in ln]
+    assert len(errors) == 1, proc.stderr
+    assert (
+        "segments: utterance 'r-2' of utt2spk is not in segments (1 such): its audio is "
+        "unknown" in errors[0]
+    )
+    assert not (tmp_path / "dump").exists() or not (tmp_path / "dump" / "wav.scp").exists()
+
+
+@pytest.mark.parametrize(
+    ("utt2reco", "problem"),
+    [
+        ("a-1 rec1\n", "1 utterance(s) of utt2spk missing (e.g. 'a-2')"),
+        ("a-1 rec1\na-2 ../rec\n", "recording id '../rec' is not a safe file name"),
+        ("a-1 rec1\na-2 rec1 rec2\n", "expected 'utterance recording', got 3 fields"),
+        ("a-1 rec1\na-2 rec1\nb-9 rec1\n", "utterance 'b-9' is not in utt2spk"),
+    ],
+)
+def test_bad_utt2reco_is_refused_naming_the_line(tmp_path, utt2reco, problem):
+    src = data_dir(tmp_path / "data", {"a-1": tone(0.5), "a-2": tone(0.5)})
+    (src / "utt2reco").write_text("a-1 rec1\na-2 rec1\n")
+    validate(src)  # a good one passes
+    (src / "utt2reco").write_text(utt2reco)
+    with pytest.raises(DataDirValidationError) as e:
+        validate(src)
+    assert problem in str(e.value) and "utt2reco" in str(e.value)
+
+
+def test_utt2reco_must_agree_with_segments_and_is_carried_by_subset_fix_combine(tmp_path):
+    segs = {"r-1": ("r", 0.0, 1.0), "r-2": ("r", 1.0, 2.0)}
+    src = data_dir(tmp_path / "data", {"r": tone(2.0)}, segments=segs)
+    (src / "utt2reco").write_text("r-1 r\nr-2 q\n")
+    with pytest.raises(DataDirValidationError, match="'q' of 'r-2' differs from its segment's"):
+        validate(src)
+    plain = data_dir(tmp_path / "plain", {"a-1": tone(0.5), "a-2": tone(0.5), "b-1": tone(0.5)})
+    write_kv(plain / "utt2reco", {"a-1": "a_ch1", "a-2": "a_ch1", "b-1": "b_ch1"})
+    subset(plain, tmp_path / "sub", utt_list=["a-2", "b-1"])
+    assert DataDir(tmp_path / "sub").read("utt2reco") == {"a-2": "a_ch1", "b-1": "b_ch1"}
+    validate(tmp_path / "sub")
+    other = data_dir(tmp_path / "other", {"c-1": tone(0.5)})
+    write_kv(other / "utt2reco", {"c-1": "c_ch1"})
+    combine(tmp_path / "both", [plain, other])
+    assert DataDir(tmp_path / "both").read("utt2reco")["c-1"] == "c_ch1"
+    (plain / "text").write_text("a-1 hello there\nb-1 hello there\n")  # a-2 loses its text
+    fix(plain, backup=False)
+    assert DataDir(plain).read("utt2reco") == {"a-1": "a_ch1", "b-1": "b_ch1"}
+    validate(plain)

@@ -120,6 +120,12 @@ def test_prepare_default_parts(corpus, tmp_path, caplog):
         "1034": ["1034-121119-0000"],
     }
     assert train.read("spk2gender") == {"103": "f", "1034": "m"}
+    assert train.read("utt2reco") == {  # the chapter each utterance was read from
+        "103-1240-0000": "103-1240",
+        "103-1240-0001": "103-1240",
+        "103-1241-0000": "103-1241",
+        "1034-121119-0000": "1034-121119",
+    }
     assert train.utt2dur() == {
         "103-1240-0000": 0.5,
         "103-1240-0001": 0.75,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -16,7 +17,8 @@ import soundfile as sf
 
 from data_prep import mini_en as ms
 from data_prep.mini_en import cli
-from speechdistill.datadir import DataDir, read_kv, utt2spk_to_spk2utt, validate
+from speechdistill.datadir import DataDir, check_id, read_kv, utt2spk_to_spk2utt, validate
+from speechdistill.datadir.reco import reco_text
 
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None and shutil.which("espeak") is None,
@@ -24,7 +26,7 @@ needs_espeak = pytest.mark.skipif(
 )
 
 TINY = {"num_train": 6, "num_dev": 3, "num_test": 4, "num_speakers": 4, "num_unseen_speakers": 3}
-KALDI_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur")
+KALDI_FILES = ("wav.scp", "segments", "reco2dur", "text", "utt2spk", "spk2utt", "utt2dur")
 
 
 def _prepare(out: Path, **kw) -> Path:
@@ -171,6 +173,61 @@ def test_every_training_speaker_occurs_in_train():
                 assert (u.spk in train_spk) == (u.voiceset == "seen")
 
 
+def test_plan_recordings_one_voice_sizes_and_pauses_in_bounds():
+    sentences = ms.load_sentences(None)
+    plan = ms.plan_corpus(sentences, seed=2)  # the default sizes
+    for split, recos in plan.recordings.items():
+        lo, hi = ms.RECORDING_SENTENCES[split]
+        held = sorted(u.utt for r in recos for u in r.utts)
+        assert held == sorted(u.utt for u in plan.utterances[split])
+        last_of = {r.spk: r.reco for r in recos}  # train: a speaker's last one may be short
+        for r in recos:
+            assert check_id(r.reco) and r.reco.startswith(f"{r.spk}-{split}_r")
+            assert {u.spk for u in r.utts} == {r.spk} and {u.reco for u in r.utts} == {r.reco}
+            assert [u.utt for u in r.utts] == sorted(u.utt for u in r.utts)  # id order = time
+            assert len(r.utts) <= hi
+            if split == "test" or (split == "train" and r.reco != last_of[r.spk]):
+                assert len(r.utts) >= lo, r.reco
+            assert len(r.pauses_ms) == len(r.utts) - 1
+            lo_ms, hi_ms = (round(1000 * x) for x in ms.PAUSE_RANGE)
+            assert all(lo_ms <= p <= hi_ms for p in r.pauses_ms)
+    assert sum(len(r.utts) < 2 for r in plan.recordings["dev"]) <= 1  # only the last one
+    assert len({p for r in plan.recordings["test"] for p in r.pauses_ms}) > 20  # drawn
+    assert {r.voiceset for r in plan.recordings["test"]} == {"seen", "unseen"}
+    assert plan == ms.plan_corpus(sentences, seed=2)  # seeded
+    # a voice set with fewer sentences than a test recording's minimum is one recording
+    small = ms.plan_corpus(sentences, num_train=8, num_dev=4, num_test=20, seed=1)
+    assert [len(r.utts) for r in small.recordings["test"]] == [10, 10]
+
+
+def test_plan_train_recordings_grow_as_prefixes():
+    sentences = ms.load_sentences(None)
+    small = {r.reco: r for r in ms.plan_corpus(sentences, num_train=60, seed=5).recordings["train"]}
+    big = {r.reco: r for r in ms.plan_corpus(sentences, num_train=400, seed=5).recordings["train"]}
+    assert set(small) < set(big)
+    for reco, r in small.items():
+        assert big[reco].utts[: len(r.utts)] == r.utts
+        assert big[reco].pauses_ms[: len(r.pauses_ms)] == r.pauses_ms
+
+
+def test_synthesized_recording_is_its_utterances_with_the_pauses_between(monkeypatch):
+    sentences = ms.load_sentences(None)
+    reco = ms.plan_corpus(sentences, num_train=8, num_dev=4, num_test=20, seed=1).recordings[
+        "test"
+    ][0]
+    lengths = {u.utt: 8000 + 997 * i for i, u in enumerate(reco.utts)}
+    monkeypatch.setattr(
+        "data_prep.mini_en.synthesis.synthesize",
+        lambda utt, espeak: np.full(lengths[utt.utt], 7, dtype=np.int16),
+    )
+    samples, spans = ms.synthesize_recording(reco, "espeak-ng")
+    assert spans[0][0] == 0 and spans[-1][1] == samples.shape[0]
+    for (start, end), u in zip(spans, reco.utts, strict=True):
+        assert end - start == lengths[u.utt] and (samples[start:end] == 7).all()
+    for (_, end), (start, _), pause in zip(spans, spans[1:], reco.pauses_ms, strict=False):
+        assert start - end == pause * 16 and not samples[end:start].any()
+
+
 def test_parse_espeak_wav_rejects_garbage():
     with pytest.raises(ValueError):
         ms.parse_espeak_wav(b"not a wav at all")
@@ -192,22 +249,48 @@ def test_output_is_a_valid_kaldi_data_dir(corpora, split):
     assert len(utt2spk) == TINY[f"num_{split}"]
     if split == "test":
         assert len(set(utt2spk.values())) >= 2
-    for name in ("wav.scp", "text", "utt2dur"):
+    for name in ("segments", "text", "utt2dur"):
         assert set(d.read(name)) == set(utt2spk), name
     assert {s: " ".join(u) for s, u in utt2spk_to_spk2utt(utt2spk).items()} == d.read("spk2utt")
     for utt, spk in utt2spk.items():
         assert utt.startswith(spk + "-")
     assert all(t.strip() for t in d.text().values())
-    durs = d.utt2dur()
-    for utt, path in d.wav_scp().items():
+    durs, reco2dur, segments = d.utt2dur(), d.read("reco2dur"), d.segments()
+    assert set(d.wav_scp()) == {seg.reco for seg in segments.values()} == set(reco2dur)
+    for reco, path in d.wav_scp().items():
         p = Path(path)
         assert p.is_absolute() and p.is_file()
         info = sf.info(p)
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert float(reco2dur[reco]) == info.frames / 16000
         audio, _ = sf.read(p, dtype="float32")
-        assert audio.size > 16000 // 2 and np.isfinite(audio).all()
-        assert np.sqrt(np.mean(audio**2)) > 1e-3  # not silent
-        assert abs(durs[utt] - info.frames / 16000) < 1e-3
+        assert np.isfinite(audio).all()
+        spans = sorted((seg.start, seg.end, u) for u, seg in segments.items() if seg.reco == reco)
+        assert spans[0][0] == 0 and spans[-1][1] == info.frames / 16000  # tiled, in order:
+        for (_, end, _), (start, _, _) in itertools.pairwise(spans):
+            assert ms.PAUSE_RANGE[0] <= round(start - end, 3) <= ms.PAUSE_RANGE[1]
+            assert not audio[round(end * 16000) : round(start * 16000)].any()  # the pause
+        for start, end, utt in spans:
+            assert utt2spk[utt] + "-" == reco[: len(utt2spk[utt]) + 1]  # one voice
+            assert abs(float(durs[utt]) - (end - start)) < 1e-9 and end - start > 0.5
+            clip = audio[round(start * 16000) : round(end * 16000)]
+            assert np.sqrt(np.mean(clip**2)) > 1e-3  # not silent
+
+
+@needs_espeak
+def test_test_long_is_the_test_recordings_whole(corpora):
+    test, long = DataDir(corpora["a"] / "test"), DataDir(corpora["a"] / "test_long")
+    validate(long.path)
+    assert not long.has_segments
+    assert long.wav_scp() == test.wav_scp()  # the same recording WAVs, keyed by recording
+    assert long.text() == reco_text(test.path)  # texts joined in time order
+    assert long.utt2dur() == {r: float(d) for r, d in test.read("reco2dur").items()}
+    for reco, spk in long.utt2spk().items():
+        assert reco.startswith(spk + "-test_r")
+    voiceset = test.read("utt2voiceset")
+    assert long.read("utt2voiceset") == {
+        seg.reco: voiceset[u] for u, seg in test.segments().items()
+    }
 
 
 @needs_espeak
@@ -253,9 +336,10 @@ def test_test_set_has_seen_and_unseen_voices(corpora):
 @needs_espeak
 def test_same_seed_same_bytes(corpora):
     a, b = corpora["a"], corpora["b"]
-    for split in ms.SPLITS:
-        for name in ("text", "utt2spk", "spk2utt", "utt2dur"):
-            assert (a / split / name).read_bytes() == (b / split / name).read_bytes()
+    for split in [*ms.SPLITS, "test_long"]:
+        for name in ("text", "utt2spk", "spk2utt", "utt2dur", "segments", "reco2dur"):
+            if split != "test_long" or name not in ("segments", "reco2dur"):
+                assert (a / split / name).read_bytes() == (b / split / name).read_bytes()
         wa, wb = DataDir(a / split).wav_scp(), DataDir(b / split).wav_scp()
         assert wa.keys() == wb.keys()
         for utt in wa:
@@ -288,9 +372,10 @@ def test_num_train_scales_train_only(corpora):
 @needs_espeak
 def test_rerun_replaces_stale_wavs(tmp_path):
     out = tmp_path / "c"
-    _prepare(out, num_train=8)
+    _prepare(out, num_train=16)
     _prepare(out, num_train=4)
-    assert len(list((out / "wav" / "train").glob("*.wav"))) == 4
+    wavs = {p.stem for p in (out / "wav" / "train").glob("*.wav")}
+    assert wavs == set(DataDir(out / "train").wav_scp())
     assert len(DataDir(out / "train")) == 4
 
 

@@ -182,6 +182,10 @@ def test_prepare_from_archives(corpus, tmp_path, caplog):
         "SP_EF_377_spk0-SP_EF_377_0000150_0000200": "dialogue",
     }
     assert test.read("utt2quality")["SP_EF_377_spk0-SP_EF_377_0000050_0000150"] == "low"
+    assert test.read("utt2reco") == {  # audio_name: the recording the segments were cut from
+        "SP_EF_377_spk0-SP_EF_377_0000050_0000150": "SP_EF_377",
+        "SP_EF_377_spk0-SP_EF_377_0000150_0000200": "SP_EF_377",
+    }
     dev = DataDir(tmp_path / "data" / "dev")
     assert dev.utt2spk() == {  # "1.0" (a pandas float column) is speaker 1
         "SP_DID_242_spk1-SP_DID_242_0000100_0000250": "SP_DID_242_spk1",
