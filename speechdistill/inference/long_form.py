@@ -10,6 +10,7 @@ the generated tokens' text).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -18,6 +19,8 @@ import torch
 
 from speechdistill.inference.whisper import FALLBACK_SEED, WhisperTranscriber
 from speechdistill.whisper.tokens import SAMPLE_RATE, WINDOW_SECONDS
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LongFormConfig", "LongFormResult", "LongFormTranscriber", "Segment", "Word"]
 
@@ -136,8 +139,24 @@ class LongFormTranscriber:
         kwargs = t.generate_kwargs(long_form=True)
         kwargs.pop("do_sample", None)  # generate samples at each temperature above 0
         kwargs.update(self.config.generate_kwargs())
+        if self.config.word_timestamps and len(audios) > 1:
+            try:
+                return self._generate(audios, kwargs)
+            except IndexError as err:
+                # transformers' Whisper generate, with word timestamps, indexes the recordings'
+                # frame counts with the whole batch's map once the temperature fallback has
+                # reduced the batch to the windows that failed (an empty array when their
+                # lengths differ): such a batch is decoded again one recording at a time
+                log.warning(
+                    "word timestamps failed for a batch of %d recordings in transformers' "
+                    "generate (%s): decoding them one at a time", len(audios), err,
+                )  # fmt: skip
+                return [r for a in audios for r in self._generate([a], kwargs)]
+        return self._generate(audios, kwargs)
+
+    def _generate(self, audios: Sequence[np.ndarray], kwargs: dict) -> list[LongFormResult]:
         torch.manual_seed(FALLBACK_SEED)
-        out = t.model.generate(**self.features(audios), **kwargs)
+        out = self.transcriber.model.generate(**self.features(audios), **kwargs)
         durations = [len(a) / SAMPLE_RATE for a in audios]
         return [
             self._result(segs, dur) for segs, dur in zip(out["segments"], durations, strict=True)

@@ -11,7 +11,7 @@ import torch
 from speechdistill.whisper.heuristics import text_stats
 from speechdistill.whisper.tokens import WINDOW_SECONDS
 
-__all__ = ["WORK_DIR", "PseudoLabelConfig", "UttLabel", "check_window"]
+__all__ = ["WORK_DIR", "PseudoLabelConfig", "UttLabel", "check_window", "plain_labels"]
 
 #: The stage's resumable work (plan and per-shard results) inside the output dir.
 WORK_DIR = ".pseudo_label"
@@ -57,15 +57,35 @@ def check_window(utt_ids: Sequence[str], durations: Sequence[float]) -> None:
             )
 
 
+def plain_labels(
+    timestamped: Sequence[list[int]], timestamp_begin: int, eos: int
+) -> list[list[int] | None]:
+    """The plain label of each timestamped decode (its tokens without the timestamp tokens), or
+    None where the decode is incomplete: it does not end with ``text <|t|> EOS`` (a lone
+    timestamp after a closed segment hands the rest of the window to the next one; no EOS is the
+    length limit), so its text would miss the window's tail."""
+    out: list[list[int] | None] = []
+    for h in timestamped:
+        body = h[:-1] if h and h[-1] == eos else None
+        complete = (
+            body is not None
+            and len(body) >= 2
+            and body[-1] >= timestamp_begin
+            and body[-2] < timestamp_begin
+        )
+        out.append([t for t in h if t < timestamp_begin] if complete else None)
+    return out
+
+
 @dataclass
 class UttLabel:
     """The teacher's label of one utterance and what came with it.
 
-    ``tokens`` is the plain label (decoded after ``<|notimestamps|>``, as training feeds it);
-    with timestamps, ``tokens_ts`` is a second decode of the same audio with timestamp tokens
-    (it may stop early with a lone timestamp, handing the rest to the next window, as Whisper
-    does). ``rskd``/``rskd_ts`` are the RS-KD samples of each, teacher-forced after its own
-    prompt.
+    ``tokens`` is the plain label (trained on after ``<|notimestamps|>``); with timestamps,
+    ``tokens_ts`` is the decode with timestamp tokens (it may stop early with a lone timestamp,
+    handing the rest to the next window, as Whisper does; the plain label is then decoded on
+    its own, see :func:`plain_labels`). ``rskd``/``rskd_ts`` are the RS-KD samples of each,
+    teacher-forced after its own prompt.
     """
 
     utt: str

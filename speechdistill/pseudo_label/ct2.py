@@ -15,8 +15,9 @@ Per batch:
    are the raw logits that predicted each generated token, EOS included, and
    ``return_no_speech_prob`` gives the no-speech probability at the start-of-transcript position,
    both as the ``hf`` backend's teacher-forced pass computes them;
-4. with timestamps, a third ``generate`` without ``<|notimestamps|>`` gives the timestamped
-   label; the plain label and its statistics are those of a run without timestamps.
+4. with timestamps, the decoding pass runs without ``<|notimestamps|>`` and the plain label is
+   the timestamped one without its timestamp tokens, or, where that decode is incomplete, a
+   decode after ``<|notimestamps|>`` (as the ``hf`` backend; ``plain_labels``).
 
 Why the second pass: CTranslate2's ``scores`` and ``logits`` of the decoding pass itself come
 after suppression (suppressed tokens are set to -inf and the log-softmax is taken over the rest),
@@ -49,7 +50,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from speechdistill.pseudo_label.config import PseudoLabelConfig, UttLabel, check_window
+from speechdistill.pseudo_label.config import (
+    PseudoLabelConfig,
+    UttLabel,
+    check_window,
+    plain_labels,
+)
 from speechdistill.pseudo_label.stats import token_stats
 from speechdistill.utils import PathLike
 from speechdistill.whisper.ct2.binary import is_ct2_model_dir
@@ -232,20 +238,30 @@ class CT2Labeler:
                 f"{len(prompts[0])}-token prompt (max_length {self.max_length})"
             )
 
-        hyps = self._generate(encoded, prompts, limit, start)
+        ts_hyps: list[list[int]] = []
+        if cfg.return_timestamps:
+            ts_prompts = [p[:-1] for p in prompts]  # without <|notimestamps|>
+            ts_limit = cfg.max_new_tokens or self.max_length - len(ts_prompts[0])
+            ts_hyps = self._generate(encoded, ts_prompts, ts_limit, max(start - 1, 0))
+            hyps = plain_labels(ts_hyps, self.no_timestamps + 1, self.eos)
+            redo = [i for i, h in enumerate(hyps) if h is None]
+            if redo:  # incomplete timestamped labels: the plain label from its own decode
+                sub = np.ascontiguousarray(encoded[redo])
+                again = self._generate(sub, [prompts[i] for i in redo], limit, start)
+                for i, h in zip(redo, again, strict=True):
+                    hyps[i] = h
+        else:
+            hyps = self._generate(encoded, prompts, limit, start)
         logits, no_speech = self._forced(encoded, prompts, hyps, start)
         labels = []
         for i, utt in enumerate(utt_ids):
             h = hyps[i]
             stats = token_stats(logits[i], torch.tensor(h, dtype=torch.long))
             stats["no_speech_prob"] = no_speech[i]
-            labels.append(UttLabel.from_tokens(utt, h, stats, self.tokenizer.decode, durations[i]))
-        if cfg.return_timestamps:
-            ts_prompts = [p[:-1] for p in prompts]  # without <|notimestamps|>
-            ts_limit = cfg.max_new_tokens or self.max_length - len(ts_prompts[0])
-            ts_hyps = self._generate(encoded, ts_prompts, ts_limit, max(start - 1, 0))
-            for lb, h in zip(labels, ts_hyps, strict=True):
-                lb.add_timestamps(h, self.tokenizer.decode)
+            label = UttLabel.from_tokens(utt, h, stats, self.tokenizer.decode, durations[i])
+            if ts_hyps:
+                label.add_timestamps(ts_hyps[i], self.tokenizer.decode)
+            labels.append(label)
         return labels
 
     def _generate(

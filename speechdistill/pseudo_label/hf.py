@@ -11,8 +11,12 @@ Per batch of length-sorted utterances:
    is exact for beam search too and does not copy every sample's KV cache to the host (which
    transformers' Whisper ``generate`` does for ``return_dict_in_generate``).
 
-With timestamps, a second ``generate`` without ``<|notimestamps|>`` (and its own forced pass, for
-the RS-KD samples) gives the timestamped label; the plain label is that of a run without them.
+With timestamps, ``generate`` runs without ``<|notimestamps|>`` and the plain label is the
+timestamped one without its timestamp tokens, unless the window's decode is incomplete (it ends
+with a lone timestamp, handing the rest to the next window as Whisper's sequential decoding
+does, or at the length limit): then a decode after ``<|notimestamps|>`` gives that window's plain
+label (:func:`~speechdistill.pseudo_label.config.plain_labels`). A second forced pass gives the
+RS-KD samples of the timestamped labels.
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ import numpy as np
 import torch
 
 from speechdistill.cache import rskd_sample, utt_generator
-from speechdistill.pseudo_label.config import PseudoLabelConfig, UttLabel, check_window
+from speechdistill.pseudo_label.config import (
+    PseudoLabelConfig,
+    UttLabel,
+    check_window,
+    plain_labels,
+)
 from speechdistill.pseudo_label.stats import token_stats
 from speechdistill.utils import PathLike
 from speechdistill.whisper.tokens import (
@@ -123,7 +132,19 @@ class HFLabeler:
         states = self.encode(feats, max(durations))
         base, langs = self.prompts(states)
         prompts = [[*p, self.gen.no_timestamps_token_id] for p in base]
-        hyps = self._generate(states, prompts, langs, timestamps=False)
+        ts_hyps: list[list[int]] = []
+        if cfg.return_timestamps:
+            ts_hyps = self._generate(states, base, langs, timestamps=True)
+            hyps = plain_labels(ts_hyps, self.gen.no_timestamps_token_id + 1, self.eos)
+            redo = [i for i, h in enumerate(hyps) if h is None]
+            if redo:  # incomplete timestamped labels: the plain label from its own decode
+                sub = [langs[i] for i in redo] if langs else None
+                again = self._generate(states[redo], [prompts[i] for i in redo], sub,
+                                       timestamps=False)  # fmt: skip
+                for i, h in zip(redo, again, strict=True):
+                    hyps[i] = h
+        else:
+            hyps = self._generate(states, prompts, langs, timestamps=False)
         hidden = self._forced(prompts, hyps, states)
         labels = []
         for i, utt in enumerate(utt_ids):
@@ -137,30 +158,15 @@ class HFLabeler:
                 label.encoder = states[i].to(torch.float16).cpu()
             if cfg.rskd_k:
                 label.rskd = self._sampler(utt, False)(logits[1:])
+            if ts_hyps:
+                label.add_timestamps(ts_hyps[i], self.processor.decode)
             labels.append(label)
-        if cfg.return_timestamps:
-            self._timestamped(labels, base, langs, states)
-        return labels
-
-    def _timestamped(
-        self,
-        labels: list[UttLabel],
-        prompts: list[list[int]],
-        langs: list[str] | None,
-        states: torch.Tensor,
-    ) -> None:
-        """Add the timestamped label: a second decode of the same encoder states without
-        ``<|notimestamps|>`` (and its RS-KD samples). The plain label stays that of a run
-        without timestamps: a timestamped decode may end early with a lone timestamp (the rest
-        is the next window's, in Whisper's sequential decoding), which a plain label must not."""
-        hyps = self._generate(states, prompts, langs, timestamps=True)
-        for lb, h in zip(labels, hyps, strict=True):
-            lb.add_timestamps(h, self.processor.decode)
-        if self.config.rskd_k:
-            hidden = self._forced(prompts, hyps, states)
+        if ts_hyps and cfg.rskd_k:  # the RS-KD samples of the timestamped labels
+            hidden = self._forced(base, ts_hyps, states)
             for i, lb in enumerate(labels):
-                logits = self._logits(hidden[i], len(prompts[i]), len(hyps[i]), with_start=False)
+                logits = self._logits(hidden[i], len(base[i]), len(ts_hyps[i]), with_start=False)
                 lb.rskd_ts = self._sampler(lb.utt, True)(logits)
+        return labels
 
     def _generate(
         self,

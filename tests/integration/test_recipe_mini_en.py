@@ -62,9 +62,12 @@ def test_mini_en_recipe_end_to_end(recipe):
         assert res["extra"]["rtfx"] > 0  # speed from decode.json
         # decoded as 2 jobs, merged
         assert (recipe / "exp" / "teacher" / f"decode_{s}" / "split2" / "2" / "text").is_file()
+    # run.sh packs the train recordings into windows, labelled with and without timestamps
+    assert (recipe / "data" / "train_packed" / "window2utts").is_file()
+    assert (recipe / "dump" / "train_packed_pl" / "text.teacher_ts").is_file()
     # pseudo-labels, filtered labels, a trained student that was decoded and scored too
-    assert (recipe / "dump" / "train_pl" / "text.teacher").is_file()
-    kept = (recipe / "dump" / "train_pl_label_free" / "text.teacher").read_text().splitlines()
+    kept = (recipe / "dump" / "train_packed_pl_label_free" / "text.teacher").read_text()
+    kept = kept.splitlines()
     assert 1 <= len(kept) <= 6
     assert (recipe / "exp" / "student" / "model.safetensors").is_file()
     assert (recipe / "exp" / "student" / "train_log.csv").is_file()
@@ -79,6 +82,10 @@ def test_mini_en_recipe_end_to_end(recipe):
     results_md = (recipe / "exp" / "RESULTS.md").read_text()
     assert re.search(r"^\|test\|10\|\d+\|", results_md, re.M), results_md
     assert "## teacher" in results_md and "## student" in results_md
+    # test_long: the test recordings whole, decoded long-form by both models and scored
+    assert re.search(r"^\|long_test_long\|1\|\d+\|", results_md, re.M), results_md
+    for m in ("teacher", "student"):
+        assert (recipe / "exp" / m / "decode_long_test_long" / "ctm").is_file()
     for m in ("teacher", "student"):  # and one RESULTS.md per model, beside its decodes
         own = (recipe / "exp" / m / "RESULTS.md").read_text()
         assert f"# {m}" in own and re.search(r"^\|test\|10\|", own, re.M), own

@@ -19,6 +19,7 @@ from speechdistill.datadir import DataDir, read_kv, write_kv
 from speechdistill.datadir.ops import subset
 from speechdistill.init_student import init_student
 from speechdistill.pseudo_label import PseudoLabelConfig, pseudo_label
+from speechdistill.pseudo_label.config import plain_labels
 from speechdistill.teachers.whisper import load_teacher
 from speechdistill.train.config import TrainConfig
 from speechdistill.train.data import KDDataset, collate
@@ -67,10 +68,13 @@ def test_timestamped_labels_and_their_rskd_samples_are_cached(setup):
     cache = CacheReader(pl / CACHE_DIR)
     assert sorted(cache.index.shards) == ["encoder", "rskd", "rskd_ts"]
     assert cache.index.settings["timestamps"] is True
-    # the plain labels are those of a run without timestamps (half 0 was also labelled so)
+    # the plain label is the timestamped one without its timestamps, or, where that decode is
+    # incomplete, the label of a run without timestamps (half 0 was also labelled so)
     without = _ids(setup["plain"], "utt2teacher_tokens")
-    assert without and all(plain[u] == without[u] for u in without)
-    assert read_kv(setup["plain"] / "text.teacher").items() <= read_kv(pl / "text.teacher").items()
+    eos = model.generation_config.eos_token_id
+    for utt, ids in plain.items():
+        (complete,) = plain_labels([ts[utt]], first_ts, eos)
+        assert ids == complete if complete is not None else ids == without.get(utt, ids)
     for utt in plain:
         assert ts[utt][0] >= first_ts  # Whisper's first timestamp <|0.00|>…
         assert max(plain[utt]) < first_ts
@@ -83,6 +87,16 @@ def test_timestamped_labels_and_their_rskd_samples_are_cached(setup):
     assert sorted(no_ts.index.shards) == ["encoder", "rskd"]
     assert no_ts.index.settings["timestamps"] is False
     assert not (setup["plain"] / "utt2teacher_tokens_ts").exists()
+
+
+def test_plain_labels_of_timestamped_decodes():
+    """Whisper's timestamped decodes: complete (a closed segment, then EOS) gives its text
+    tokens; a lone timestamp after a closed segment, or no EOS (the length limit), is incomplete."""
+    ts, eos = 100, 50  # timestamp tokens are >= 100
+    assert plain_labels([[100, 1, 2, 104, 104, 3, 108, eos]], ts, eos) == [[1, 2, 3, eos]]
+    assert plain_labels([[100, 1, 2, 104, 104, eos]], ts, eos) == [None]  # the rest is next
+    assert plain_labels([[100, 1, 2, 3]], ts, eos) == [None]  # cut at the length limit
+    assert plain_labels([[eos], [100, eos]], ts, eos) == [None, None]
 
 
 def test_resume_and_combine_keep_the_timestamped_cache(setup, tmp_path):
