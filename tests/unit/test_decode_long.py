@@ -171,6 +171,37 @@ def test_refuses_a_data_dir_as_out_and_a_model_without_alignment_heads(setup, tm
     LongFormTranscriber(t, LongFormConfig(word_timestamps=False))  # fine without the CTM
 
 
+def test_a_batch_whose_word_timestamps_fail_is_decoded_one_recording_at_a_time(
+    setup, monkeypatch, caplog
+):
+    """transformers' generate raises IndexError on word timestamps when the temperature fallback
+    has reduced a batch of recordings of different lengths: those recordings are decoded again one
+    at a time, with the same result as an unbatched decode, and a warning says so."""
+    from speechdistill.audio import read_audio
+
+    t = WhisperTranscriber.from_pretrained(setup["model"], CONFIG)
+    lf = LongFormTranscriber(t, FAST)
+    audios = [read_audio(str(setup["root"] / f"{r}.wav"), utt_id=r) for r in DURATIONS]
+    alone = [lf.transcribe_long([a])[0] for a in audios]
+    generate = t.model.generate
+
+    def failing_in_batches(*args, **kwargs):
+        if kwargs["input_features"].shape[0] > 1:
+            raise IndexError("index 0 is out of bounds for dimension 0 with size 0")
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(t.model, "generate", failing_in_batches)
+    with caplog.at_level("WARNING", logger="speechdistill.inference.long_form"):
+        batched = lf.transcribe_long(audios)
+    assert [r.text for r in batched] == [r.text for r in alone]
+    assert [len(r.segments) for r in batched] == [len(r.segments) for r in alone]
+    assert "decoding them one at a time" in caplog.text
+    # without word timestamps nothing is retried: the error is not swallowed
+    plain = LongFormTranscriber(t, LongFormConfig(temperatures=(0.0,), word_timestamps=False))
+    with pytest.raises(IndexError):
+        plain.transcribe_long(audios)
+
+
 def test_long_form_settings_reach_generate():
     kwargs = LongFormConfig().generate_kwargs()
     assert kwargs["temperature"] == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
