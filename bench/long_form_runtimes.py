@@ -6,14 +6,17 @@ Usage::
     python bench/long_form_runtimes.py --data egs/mini_en/dump/test_long \\
         --model teacher=egs/mini_en/exp/teacher --model student=egs/mini_en/exp/student \\
         [--runtimes faster-whisper,pipeline] [--quantization int8] [--work DIR]
+        [--condition-on-previous-text false]
 
 ``--data`` is a data dir whose utterances are recordings (``wav.scp`` + ``text``, e.g. mini_en's
 ``test_long``). Each ``--model NAME=DIR`` (a transformers Whisper dir, as the recipe writes) is
 exported with ``speechdistill teacher export-ct2 --quantization Q`` and transcribed by
 faster-whisper (``WhisperModel(dir, compute_type=Q).transcribe(wav, language="en",
-beam_size=1, word_timestamps=True)``: its sequential long-form decoding, previous text and
-temperature fallback on), and by transformers' ASR pipeline on the whole array
-(``return_timestamps=True``: sequential long-form generation). Printed per model and runtime:
+beam_size=1, word_timestamps=True)``: its sequential long-form decoding with temperature
+fallback), and by transformers' ASR pipeline on the whole array (``return_timestamps=True``:
+sequential long-form generation). ``--condition-on-previous-text`` (default true, faster-whisper's
+default; transformers' is false) prompts each window with the previous one's text in both.
+Printed per model and runtime:
 WER (English normaliser, :func:`speechdistill.scoring.score`), substitution, deletion and
 insertion rates, segments, words with timestamps, wall time and RTFx, measured in this run.
 ``speechdistill decode --long-form`` (the recipe's ``decode_long_<set>``) is the third runtime.
@@ -44,22 +47,24 @@ from speechdistill.whisper.ct2.export import export_ct2  # noqa: E402
 RUNTIMES = ("faster-whisper", "pipeline")
 
 
-def faster_whisper(model_dir: Path, wavs: dict[str, str], quantization: str, language: str):
+def faster_whisper(
+    model_dir: Path, wavs: dict[str, str], quantization: str, language: str, prev: bool
+):
     """Hypotheses, segments and timed words of faster-whisper on every recording."""
     from faster_whisper import WhisperModel
 
     model = WhisperModel(str(model_dir), device="cpu", compute_type=quantization)
     hyps, segments, words = {}, 0, 0
     for reco, wav in wavs.items():
-        segs = list(model.transcribe(wav, language=language, beam_size=1,
-                                     word_timestamps=True)[0])  # fmt: skip
+        segs = list(model.transcribe(wav, language=language, beam_size=1, word_timestamps=True,
+                                     condition_on_previous_text=prev)[0])  # fmt: skip
         hyps[reco] = " ".join(s.text.strip() for s in segs)
         segments += len(segs)
         words += sum(1 for s in segs for w in (s.words or []) if w.start <= w.end)
     return hyps, segments, words
 
 
-def pipeline(model_dir: Path, audio: dict, language: str):
+def pipeline(model_dir: Path, audio: dict, language: str, prev: bool):
     """Hypotheses and chunks of transformers' ASR pipeline (sequential long-form)."""
     import torch
     from transformers import pipeline as hf_pipeline
@@ -68,6 +73,7 @@ def pipeline(model_dir: Path, audio: dict, language: str):
                       dtype=torch.float32)  # fmt: skip
     multilingual = bool(getattr(asr.model.generation_config, "is_multilingual", False))
     kwargs = {"language": language} if multilingual else {}
+    kwargs["condition_on_prev_tokens"] = prev
     hyps, chunks = {}, 0
     for reco, samples in audio.items():
         out = asr({"raw": samples, "sampling_rate": SAMPLE_RATE}, return_timestamps=True,
@@ -85,8 +91,10 @@ def main(argv=None) -> int:
     ap.add_argument("--quantization", default="int8", help="faster-whisper's compute type")
     ap.add_argument("--language", default="en")
     ap.add_argument("--normalizer", default="english")
+    ap.add_argument("--condition-on-previous-text", default="true", choices=("true", "false"))
     ap.add_argument("--work", type=Path, help="where the exports go (default: a temp dir)")
     args = ap.parse_args(argv)
+    prev = args.condition_on_previous_text == "true"
     runtimes = [r for r in args.runtimes.split(",") if r]
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
@@ -109,9 +117,11 @@ def main(argv=None) -> int:
                                  force=True)  # fmt: skip
                 t0 = time.perf_counter()  # the export is not timed
                 plain = {r: wavs[r] for r in audio}
-                hyps, segs, words = faster_whisper(ct2, plain, args.quantization, args.language)
+                hyps, segs, words = faster_whisper(
+                    ct2, plain, args.quantization, args.language, prev
+                )
             else:
-                hyps, segs, words = pipeline(Path(model_dir), audio, args.language)
+                hyps, segs, words = pipeline(Path(model_dir), audio, args.language, prev)
             wall = time.perf_counter() - t0
             res = score(refs, hyps, normalizer=args.normalizer, bootstrap=0)
             c = res.normalized.words

@@ -257,7 +257,10 @@ class KDDataset(torch.utils.data.Dataset):
             and p.prev is not None
             and draw < cfg.prev_context_prob
         ):
-            context = self.ids[prev][-(cfg.max_label_tokens // 2) :]
+            # a timestamped example is prompted with the previous label's timestamped ids, as
+            # sequential long-form decoding prompts with the previous window's tokens
+            source = self.ids_ts if use_ts and prev in self.ids_ts else self.ids
+            context = source[prev][-(cfg.max_label_tokens // 2) :]
             inputs = [p.prev, *context, *inputs]
             labels = [IGNORE_INDEX] * (1 + len(context)) + labels
             start += 1 + len(context)

@@ -234,9 +234,12 @@ def test_every_teacher_mode_trains_with_timestamps_and_context(setup, tmp_path, 
         assert gen.no_timestamps_token_id not in it["decoder_input_ids"]
         if it in with_context:  # no loss on the context
             assert it["labels"][0] == IGNORE_INDEX
-            assert it["labels"].index(first) == it["decoder_input_ids"].index(
-                gen.decoder_start_token_id
-            )
+            sot = it["decoder_input_ids"].index(gen.decoder_start_token_id)
+            assert it["labels"].index(first) == sot
+            # the context is the previous label's timestamped ids, as long-form decoding prompts
+            context = it["decoder_input_ids"][1:sot]
+            assert context[0] > gen.no_timestamps_token_id  # it starts with <|0.00|>
+            assert context in [ids[-len(context) :] for ids in ds.ids_ts.values()]
     out = tmp_path / "exp"
     summary = train_whisper(setup["student"], setup["teacher"], setup["pl"], setup["data"], out,
                             cfg)  # fmt: skip
