@@ -36,6 +36,7 @@ train_set=train         # training set (pseudo-labelled, never needs text)
 valid_set=dev           # dev set: model selection only
 test_sets="dev test"    # sets to decode and score
 long_test_sets=         # sets decoded long-form (whole recordings of any length) and scored by recording
+long_decode_opts=       # more options of decode --long-form, e.g. "--condition-on-prev-tokens false"
 min_duration=0.1        # format: drop shorter train/dev utterances (seconds)
 max_duration=30.0       # format: drop longer train/dev utterances (seconds; Whisper's window)
 format_opts=            # more options for speechdistill format (all sets)
@@ -240,8 +241,9 @@ if stage_enabled 8 decode; then
     for s in ${long_test_sets}; do
       dir=exp/${m}/decode_long_${s}
       stage_start 8 decode "${dir}" || continue
+      # shellcheck disable=SC2086 # long_decode_opts is a list of options
       ${dec_cmd} "${dir}/log/decode.log" speechdistill decode --long-form --model "exp/${m}" \
-        --data "$(long_data "${s}")" --out "${dir}" "${gen_opts[@]}"
+        --data "$(long_data "${s}")" --out "${dir}" "${gen_opts[@]}" ${long_decode_opts}
       mark_done "${dir}" decode
     done
   done

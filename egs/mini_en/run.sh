@@ -6,7 +6,9 @@
 # The train recordings are packed into <= 30 s windows (--pack true) and labelled with and
 # without timestamps, so that the student transcribes long recordings (test_long, decoded
 # long-form) as well as clips; dev and test are decoded with Whisper's temperature fallback, as
-# long-form decoding is (it also chooses the checkpoint on dev). Figures: RESULTS.md.
+# long-form decoding is (it also chooses the checkpoint on dev). Long-form decoding does not prompt
+# a window with the previous one's text: the 2-layer student drops much of a window when it does
+# (RESULTS.md). Figures: RESULTS.md.
 # The student learns from every pseudo-label (--filter none): with 300 clips, data is what the
 # 2-layer decoder lacks most. Add --filter label_free to run the filter stage.
 # Reaching the teacher's WER takes more audio and text and beam-search labels (about 1.5 hours on
@@ -21,6 +23,7 @@ cd "$(dirname "$0")"
   --valid_set dev \
   --test_sets "dev test" \
   --long_test_sets test_long \
+  --long_decode_opts "--condition-on-prev-tokens false" \
   --teacher tiny.en \
   --normalizer english \
   --decode_batch_size 8 \

@@ -1062,6 +1062,8 @@ def test_long_test_sets_are_decoded_long_form_and_scored_by_recording(tmp_path: 
             "test",
             "--long_test_sets",
             "long",
+            "--long_decode_opts",
+            "--condition-on-prev-tokens false",
             "--speed_max_utts",
             "0",
         ],
@@ -1076,6 +1078,7 @@ def test_long_test_sets_are_decoded_long_form_and_scored_by_recording(tmp_path: 
             len(decode) == 1
             and "--data data/long --out exp/" + m + "/decode_long_long" in decode[0]
         )
+        assert decode[0].endswith("--condition-on-prev-tokens false")  # --long_decode_opts
         score = [c for c in calls if c.startswith("score") and "decode_long_long/text" in c]
         assert any(f"--model {m} --name long_long" in c for c in score)
         assert all("--ref dump/long/reco_text" in c for c in score)
