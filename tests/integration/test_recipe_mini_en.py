@@ -47,7 +47,7 @@ def test_mini_en_recipe_end_to_end(recipe):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    for s in ("train", "dev", "test"):
+    for s in ("train_packed", "dev", "test", "test_long"):
         assert (recipe / "dump" / s / "wav.scp").is_file()
     corpus = json.loads((recipe / "data" / "local" / "config.json").read_text())
     assert corpus["train_text"] == [str(REPO / "data_prep" / "mini_en" / "sentences_train")]
@@ -83,7 +83,7 @@ def test_mini_en_recipe_end_to_end(recipe):
     assert re.search(r"^\|test\|10\|\d+\|", results_md, re.M), results_md
     assert "## teacher" in results_md and "## student" in results_md
     # test_long: the test recordings whole, decoded long-form by both models and scored
-    assert re.search(r"^\|long_test_long\|1\|\d+\|", results_md, re.M), results_md
+    assert re.search(r"^\|long_test_long\|2\|\d+\|", results_md, re.M), results_md  # 2 recordings
     for m in ("teacher", "student"):
         assert (recipe / "exp" / m / "decode_long_test_long" / "ctm").is_file()
     for m in ("teacher", "student"):  # and one RESULTS.md per model, beside its decodes
