@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 from speechdistill.audio import SAMPLE_RATE, AudioError, AudioReader, is_pipe, write_wav
 from speechdistill.datadir import DataDirError
 from speechdistill.datadir.fix import load_tables, restrict, write_tables
-from speechdistill.utils import PathLike, atomic_write_text, locks_run
+from speechdistill.utils import PathLike, atomic_write_text, file_stat, locks_run
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +48,13 @@ class FormatReport:
     hours: float = 0.0
 
 
-def _stat(path: str | Path) -> list[int] | None:
-    """``[size, mtime_ns]`` of a file, or None when it is not one."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
-
-
 def _origin(reader: AudioReader, utt: str) -> dict[str, Any]:
     """What the WAV of ``utt`` is made from; equal origins give byte-identical WAVs."""
     source, start, end = reader.source(utt)
     stripped = source.strip()
     return {
         "source": source,
-        "source_stat": None if is_pipe(stripped) else _stat(stripped),
+        "source_stat": None if is_pipe(stripped) else file_stat(stripped),
         "start": start,
         "end": end,
         "sample_rate": SAMPLE_RATE,
@@ -84,7 +74,7 @@ def _load_manifest(audio_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _reusable(entry: dict[str, Any] | None, origin: dict[str, Any], path: Path) -> float | None:
     """Duration of the WAV an earlier run wrote from the same origin, else None."""
-    if not entry or entry.get("origin") != origin or entry.get("wav_stat") != _stat(path):
+    if not entry or entry.get("origin") != origin or entry.get("wav_stat") != file_stat(path):
         return None
     frames = entry.get("frames")
     return frames / SAMPLE_RATE if isinstance(frames, int) and frames > 0 else None
@@ -140,7 +130,11 @@ def format_data_dir(
                     continue
                 write_wav(path, audio)
                 duration = len(audio) / SAMPLE_RATE
-                manifest[utt] = {"origin": origin, "frames": len(audio), "wav_stat": _stat(path)}
+                manifest[utt] = {
+                    "origin": origin,
+                    "frames": len(audio),
+                    "wav_stat": file_stat(path),
+                }
             if min_duration is not None and duration < min_duration:
                 report.too_short.append(utt)
                 continue

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,6 +62,7 @@ from speechdistill.utils import (
     atomic_write_text,
     check_owned,
     claim_dir,
+    file_stat,
     run_lock,
 )
 from speechdistill.whisper.tokens import WINDOW_SECONDS
@@ -228,21 +228,13 @@ def _window_id(window: list[_Utt], group: str) -> tuple[str, str]:
     return f"{group}-{window[0].id}", group
 
 
-def _stat(path: str | Path) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
-
-
 def _origin(reader: AudioReader, window: list[_Utt], gap: float) -> dict[str, Any]:
     """What a concatenated WAV is made from; equal origins give identical WAVs."""
     parts = []
     for u in window:
         source, start, end = reader.source(u.id)
         stripped = source.strip()
-        parts.append([source, None if is_pipe(stripped) else _stat(stripped), start, end])
+        parts.append([source, None if is_pipe(stripped) else file_stat(stripped), start, end])
     return {"parts": parts, "gap": gap, "sample_rate": SAMPLE_RATE}
 
 
@@ -278,7 +270,7 @@ def _write_audio(
             path = (wav_dir / f"{wid}.wav").resolve()
             origin = _origin(reader, window, report.gap)
             entry = old.get(wid)
-            if entry and entry.get("origin") == origin and entry.get("wav_stat") == _stat(path):
+            if entry and entry.get("origin") == origin and entry.get("wav_stat") == file_stat(path):
                 report.wavs_reused += 1
                 frames = int(entry["frames"])
             else:
@@ -291,7 +283,7 @@ def _write_audio(
                 write_wav(path, audio)
                 frames = len(audio)
                 report.wavs_written += 1
-            manifest[wid] = {"origin": origin, "frames": frames, "wav_stat": _stat(path)}
+            manifest[wid] = {"origin": origin, "frames": frames, "wav_stat": file_stat(path)}
             wav_scp[wid] = str(path)
             durs[wid] = frames / SAMPLE_RATE
     finally:  # also after an error: what was written stays reusable

@@ -91,6 +91,16 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         f.write(data)
 
 
+def file_stat(path: PathLike) -> list[int] | None:
+    """``[size, mtime_ns]`` of a file, or None when it cannot be stat'ed: what a manifest
+    records to tell whether a source or an output changed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 def process_umask() -> int:
     """The process umask now (read by setting it, then restoring it)."""
     umask = os.umask(0)
