@@ -170,18 +170,7 @@ def read_kv(path: PathLike, *, allow_duplicates: bool = False) -> dict[str, str]
     """
     path = Path(path)
     out: dict[str, str] = {}
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataDirError("file not found", path) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        lineno = raw[: e.start].count(b"\n") + 1
-        raise DataDirError("invalid UTF-8", path, lineno) from None
-    lines = text.split("\n")  # not splitlines(): U+0085, U+2028 … may occur inside a transcript
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = read_kaldi_file(path).lines  # split on \n: U+0085, U+2028 … may be in a transcript
     kind = id_kind(path.name)
     crlf = 0
     for lineno, line in enumerate(lines, 1):
