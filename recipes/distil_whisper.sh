@@ -288,7 +288,7 @@ if stage_start 9 score; then
       [ "${m}" = teacher ] && [ -f exp/student/model.safetensors ] && spec=(--assistant exp/student)
       ${dec_cmd} "exp/${m}/log/speed.log" speechdistill speed --model "exp/${m}" \
         --data "dump/${test_sets##* }" --device "${device}" --max-utts "${speed_max_utts}" \
-        --out "exp/${m}/speed.json" "${spec[@]}"
+        --out "exp/${m}/speed.json" "${spec[@]}" ${language:+--language "${language}"}
       speed+=("exp/${m}/speed.json")
     done
   fi

@@ -39,6 +39,7 @@ from speechdistill.inference.ctc import CTCTranscriber
 from speechdistill.inference.long_form import LongFormConfig, LongFormResult, LongFormTranscriber
 from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber
 from speechdistill.utils import PathLike, atomic_open, atomic_write_text, locks_run
+from speechdistill.whisper.language import check_model_language
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ def decode_data_dir(
 ) -> DecodeSummary:
     """Whisper decoding of ``data_dir`` into ``out_dir/text`` (see the module docstring)."""
     config = config or DecodeConfig()
+    if transcriber is None:
+        check_model_language(model_dir, config.language)  # before the output dir is made
     return transcribe_data_dir(
         lambda: transcriber or WhisperTranscriber.from_pretrained(model_dir, config),
         model_dir,
@@ -331,7 +334,6 @@ def _write_long_form_outputs(out_dir: Path, records: dict[str, dict]) -> None:
             f.write(f"{reco} 1 {start:.2f} {max(end - start, 0.0):.2f} {word}\n")
 
 
-@locks_run("out_dir")
 def decode_long_form(
     model_dir: PathLike,
     data_dir: PathLike,
@@ -344,6 +346,20 @@ def decode_long_form(
     """Long-form Whisper decoding of the recordings of ``data_dir`` (see the module docstring):
     ``config.batch_size`` recordings per ``generate`` call, longest first."""
     config = config or DecodeConfig()
+    if transcriber is None:
+        check_model_language(model_dir, config.language)  # before the output dir is made
+    return _decode_long_form(model_dir, data_dir, out_dir, config, long_form, transcriber)
+
+
+@locks_run("out_dir")
+def _decode_long_form(
+    model_dir: PathLike,
+    data_dir: PathLike,
+    out_dir: PathLike,
+    config: DecodeConfig,
+    long_form: LongFormConfig | None,
+    transcriber: WhisperTranscriber | None,
+) -> DecodeSummary:
     long_form = long_form or LongFormConfig()
     out_dir = Path(out_dir)
     check_stage_input(data_dir, "decode --long-form")

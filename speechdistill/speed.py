@@ -22,6 +22,7 @@ import torch
 from speechdistill.audio import SAMPLE_RATE, AudioReader
 from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber
 from speechdistill.utils import PathLike, atomic_write_text
+from speechdistill.whisper.language import check_model_language
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,14 @@ def measure_speed(
     assistant: PathLike | None = None,
     device: str = "cpu",
     warmup: int = 1,
+    language: str | None = None,
 ) -> SpeedReport:
     """Greedy decoding of the first ``max_utts`` utterances of ``data_dir`` (C order), at batch 1
     and at ``batch_size``; with ``assistant`` also speculative decoding at batch 1, checking that
-    its transcripts equal the plain greedy ones."""
+    its transcripts equal the plain greedy ones; ``language``: forced for a multilingual model."""
+    check_model_language(model_dir, language)
     # greedy, each utterance cut to the 30 s window
-    config = DecodeConfig(device=device)
+    config = DecodeConfig(device=device, language=language)
     transcriber = WhisperTranscriber.from_pretrained(model_dir, config, long_form=False)
     reader = AudioReader(data_dir)
     utts = reader.utt_ids[:max_utts]

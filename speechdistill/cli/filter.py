@@ -34,6 +34,7 @@ examples:
   label-free:  --keep "empty>=1" --keep "compression_ratio>=-2.4" --keep "ngram_repeat>=-3" \\
                --keep "top:80%:rank_avg(confidence,entropy_mean)"
   supervised (distil-whisper, WER < 10 %):  --keep "supervised_wer>-0.1"
+  clips of another language (multilingual teacher, pseudo-label --language pt):  --min-lang-prob 0.5
   chosen on a labelled subset:  --ref data/dev_labelled/text --keep auto
 """
 
@@ -85,6 +86,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "named in --keep are always computed)",
     )
     p.add_argument("--keep", action="append", metavar="RULE", help="selection rule (repeatable)")
+    p.add_argument(
+        "--min-lang-prob",
+        type=probability,
+        default=None,
+        metavar="P",
+        help="reject clips of another language: the rule lang_id>=P (a multilingual teacher's "
+        "probability of --language, utt2lang_prob)",
+    )
     g = p.add_argument_group("references (diagnostics, auto, supervised scores)")
     g.add_argument("--ref", help="reference text for some or all utterances (default: DATA/text)")
     g.add_argument("--labelled", help="utterance list: use references only for these")
@@ -180,12 +189,13 @@ def run_filter(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     scores = [n.strip() for item in args.score or [] for n in item.split(",") if n.strip()]
+    lang_rule = [] if args.min_lang_prob is None else [f"lang_id>={args.min_lang_prob}"]
     config = FilterConfig(
         data=args.data,
         out=args.out,
         exp_dir=args.exp_dir,
         scores=scores,
-        keep=args.keep or [],
+        keep=[*(args.keep or []), *lang_rule],
         options=options,
         ref=args.ref,
         labelled=args.labelled,

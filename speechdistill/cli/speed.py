@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--assistant", default=None, type=model_dir, help="student dir: speculative decoding"
     )
     sp.add_argument("--device", default="cpu")
+    sp.add_argument(
+        "--language", default=None, help="e.g. pt: forced for a multilingual model (else detected)"
+    )
     sp.set_defaults(func=run_speed)
 
 
@@ -37,6 +40,7 @@ def run_speed(args: argparse.Namespace) -> int:
         max_utts=args.max_utts,
         assistant=args.assistant,
         device=args.device,
+        language=args.language,
     )
     save_report(report, args.out)
     spec = report.speculative

@@ -137,6 +137,15 @@ def _stats(*stats: str) -> Callable[[ScoreContext], str | None]:
     return check
 
 
+def _languages(ctx: ScoreContext) -> str | None:
+    if ctx.data.exists("utt2lang_prob"):
+        return None
+    return (
+        f"no utt2lang_prob in {ctx.data.path} (written by the pseudo_label stage with a "
+        "multilingual teacher)"
+    )
+
+
 def _labels(ctx: ScoreContext) -> str | None:
     return None if ctx.labels else f"no labels (text.teacher) in {ctx.data.path}"
 
@@ -374,6 +383,14 @@ SCORES: dict[str, Score] = _table(
         "1 - the no-speech probability (utt2no_speech_prob)",
         _from_stat("no_speech_prob", lambda x: 1.0 - x),
         needs=_stats("no_speech_prob"),
+    ),
+    Score(
+        # a clip of another language has a low one; "lang_id>=0.5" rejects them
+        "lang_id",
+        "a multilingual teacher's probability of the expected language at the first decoder "
+        "step, over the language tokens (utt2lang_prob)",
+        _from_stat("lang_prob", lambda x: x),
+        needs=_languages,
     ),
     # hallucination heuristics
     Score(

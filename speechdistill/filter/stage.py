@@ -53,6 +53,7 @@ from speechdistill.filter.report import count_hours, score_summary, write_report
 from speechdistill.filter.scores import SCORES, compute_score, default_scores, write_scores
 from speechdistill.filter.select import parse_rule, select
 from speechdistill.utils import PathLike, locks_run
+from speechdistill.whisper.language import check_model_language
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,19 @@ def _check_bad_wer(config: FilterConfig) -> None:
             raise ValueError(f"bad-label WER thresholds must be >= 0, got {t}")
 
 
-@locks_run(lambda config: config.out)
 def filter_data_dir(config: FilterConfig) -> FilterResult:
     """Run the filter stage (see the module docstring)."""
     _check_bad_wer(config)
+    opts = config.options
+    if opts.proxy:  # languages before any model loads or the output dir is made
+        check_model_language(opts.proxy, opts.proxy_language or opts.language, "the proxy")
+    if opts.teacher:
+        check_model_language(opts.teacher, opts.language, "the teacher")
+    return _filter_data_dir(config)
+
+
+@locks_run(lambda config: config.out)
+def _filter_data_dir(config: FilterConfig) -> FilterResult:
     data = DataDir(config.data)
     out = Path(config.out)
     exp = Path(config.exp_dir) if config.exp_dir is not None else out / "filter"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from speechdistill.utils import PathLike
+from speechdistill.whisper.language import model_languages, resolve_language
 from speechdistill.whisper.tokens import SAMPLE_RATE
 
 __all__ = ["CT2Transcriber"]
@@ -37,6 +38,7 @@ class CT2Transcriber:
         from transformers import WhisperFeatureExtractor
 
         path = Path(model_dir)
+        token = resolve_language(language, model_languages(path), f"the model ({path})")
         self._ct2 = ctranslate2
         self.max_length = 448 if max_new_tokens is None else max_new_tokens
         self.model = ctranslate2.models.Whisper(str(path), device=device, compute_type="default")
@@ -49,12 +51,12 @@ class CT2Transcriber:
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         prompt = ["<|startoftranscript|>"]
         if self.model.is_multilingual:
-            if language is None:
+            if token is None:
                 raise ValueError(
                     f"{path} is multilingual: give its language (a filter proxy's: "
                     "--proxy-language)"
                 )
-            prompt += [f"<|{language}|>", "<|transcribe|>"]
+            prompt += [token, "<|transcribe|>"]
         prompt.append("<|notimestamps|>")
         self.prompt = [self.tokenizer.token_to_id(t) for t in prompt]
         if None in self.prompt:

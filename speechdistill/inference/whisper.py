@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from speechdistill.utils import PathLike
+from speechdistill.whisper.language import resolve_language
 from speechdistill.whisper.tokens import (
     SAMPLE_RATE,
     WINDOW_SECONDS,
-    check_language,
     is_multilingual,
 )
 
@@ -84,7 +84,9 @@ class WhisperTranscriber:
         self.config = config
         self.long_form = long_form
         self.multilingual = is_multilingual(model.generation_config)
-        check_language(config.language, self.multilingual)
+        lang_to_id = model.generation_config.lang_to_id if self.multilingual else None
+        #: the forced language token (``<|pt|>``); None: detected, or an English-only model
+        self.language = resolve_language(config.language, lang_to_id)
 
     @classmethod
     def from_pretrained(
@@ -113,8 +115,8 @@ class WhisperTranscriber:
             kwargs["max_new_tokens"] = cfg.max_new_tokens
         if self.multilingual:
             kwargs["task"] = cfg.task
-            if cfg.language is not None:
-                kwargs["language"] = cfg.language
+            if self.language is not None:
+                kwargs["language"] = self.language
         kwargs["return_timestamps"] = cfg.return_timestamps or long_form
         if cfg.temperature_fallback:
             del kwargs["do_sample"]  # generate samples at each temperature above 0

@@ -85,13 +85,15 @@ class UttLabel:
     ``tokens_ts`` is the decode with timestamp tokens (it may stop early with a lone timestamp,
     handing the rest to the next window, as Whisper does; the plain label is then decoded on
     its own, see :func:`plain_labels`). ``rskd``/``rskd_ts`` are the RS-KD samples of each,
-    teacher-forced after its own prompt.
+    teacher-forced after its own prompt. ``lang``: a multilingual teacher's most likely
+    language (``pt``), with ``stats["lang_prob"]`` the probability of the prompt's language.
     """
 
     utt: str
     text: str
     stats: dict[str, float]
     tokens: list[int] = field(default_factory=list)
+    lang: str | None = None
     text_ts: str | None = None
     tokens_ts: list[int] | None = None
     encoder: torch.Tensor | None = None

@@ -56,7 +56,7 @@ from speechdistill.pseudo_label.config import (
     check_window,
     plain_labels,
 )
-from speechdistill.pseudo_label.stats import token_stats
+from speechdistill.pseudo_label.stats import LANGUAGE_STAT, token_stats
 from speechdistill.utils import PathLike
 from speechdistill.whisper.ct2.binary import is_ct2_model_dir
 from speechdistill.whisper.ct2.processor import read_processor
@@ -66,14 +66,13 @@ from speechdistill.whisper.ct2.runtime import (
     parse_device,
     resolve_compute_type,
 )
+from speechdistill.whisper.language import resolve_language
 from speechdistill.whisper.tokens import (
     MAX_INITIAL_TIMESTAMP_INDEX,
     MAX_TARGET_POSITIONS,
     SAMPLE_RATE,
     WINDOW_SECONDS,
-    check_language,
     is_multilingual,
-    language_token,
 )
 
 log = logging.getLogger(__name__)
@@ -130,18 +129,15 @@ class CT2Labeler:
         self.no_timestamps = ids("<|notimestamps|>")
         self.lang_to_id = dict(lang_to_id or {})
         self.multilingual = bool(self.lang_to_id)
-        self.language: str | None = None
+        #: the forced language token (``<|pt|>``), None: detected (or an English-only teacher)
+        self.language = resolve_language(config.language, self.lang_to_id, "the teacher")
         if self.multilingual:
             self.task_id = ids(f"<|{config.task}|>")
-            if config.language is not None:
-                self.language = language_token(config.language, self.lang_to_id)
-            elif not model.is_multilingual:
+            if self.language is None and not model.is_multilingual:
                 raise ValueError(
                     f"ctranslate2 {self.ct2.__version__} cannot detect the language with this "
                     "teacher (it does not see it as multilingual): set the language"
                 )
-        else:
-            check_language(config.language, False, "the teacher")
 
     @classmethod
     def from_pretrained(cls, teacher: PathLike, config: PseudoLabelConfig) -> CT2Labeler:
@@ -198,17 +194,28 @@ class CT2Labeler:
         )
 
     # prompt -------------------------------------------------------------------------------
-    def prompts(self, encoded: Any, n: int) -> list[list[int]]:
+    def prompts(
+        self, encoded: Any, n: int
+    ) -> tuple[list[list[int]], list[tuple[str, float]] | None]:
         """The decoder prompt of each utterance, ``<|notimestamps|>`` included (detecting the
-        language when not given)."""
+        language when not given), and, for a multilingual teacher, each one's most likely
+        language and the probability of the prompt's language (CTranslate2's
+        ``detect_language``: a softmax over the language tokens at the first step)."""
         tail = [self.no_timestamps]
         if not self.multilingual:
-            return [[self.sot, *tail]] * n
+            return [[self.sot, *tail]] * n, None
+        detected = self.model.detect_language(encoded) if self.model.is_multilingual else None
         if self.language is not None:
             langs = [self.language] * n
         else:
-            langs = [best[0][0] for best in self.model.detect_language(encoded)]
-        return [[self.sot, self.lang_to_id[lang], self.task_id, *tail] for lang in langs]
+            langs = [best[0][0] for best in detected]
+        prompts = [[self.sot, self.lang_to_id[lang], self.task_id, *tail] for lang in langs]
+        if detected is None:
+            return prompts, None
+        info = [
+            (d[0][0][2:-2], dict(d).get(lang, 0.0)) for d, lang in zip(detected, langs, strict=True)
+        ]
+        return prompts, info
 
     # one batch ----------------------------------------------------------------------------
     def label(self, utt_ids: Sequence[str], audios: Sequence[np.ndarray]) -> list[UttLabel]:
@@ -228,7 +235,7 @@ class CT2Labeler:
         feats = np.ascontiguousarray(feats)
         encoded = self.model.encode(self._view(feats), to_cpu=True)
         encoded = np.asarray(self._to_host(encoded))  # on the host: sliced for the forced passes
-        prompts = self.prompts(self._view(encoded), len(utt_ids))
+        prompts, langs = self.prompts(self._view(encoded), len(utt_ids))
         start = max(len(prompts[0]) - 1, 0)  # tokens CTranslate2 runs before the decoding loop
         room = self.max_length - len(prompts[0])
         limit = cfg.max_new_tokens or room
@@ -258,7 +265,10 @@ class CT2Labeler:
             h = hyps[i]
             stats = token_stats(logits[i], torch.tensor(h, dtype=torch.long))
             stats["no_speech_prob"] = no_speech[i]
+            if langs:
+                stats[LANGUAGE_STAT] = langs[i][1]
             label = UttLabel.from_tokens(utt, h, stats, self.tokenizer.decode, durations[i])
+            label.lang = langs[i][0] if langs else None
             if ts_hyps:
                 label.add_timestamps(ts_hyps[i], self.tokenizer.decode)
             labels.append(label)

@@ -34,15 +34,14 @@ from speechdistill.pseudo_label.config import (
     check_window,
     plain_labels,
 )
-from speechdistill.pseudo_label.stats import token_stats
+from speechdistill.pseudo_label.stats import LANGUAGE_STAT, language_probs, token_stats
 from speechdistill.utils import PathLike
+from speechdistill.whisper.language import resolve_language
 from speechdistill.whisper.tokens import (
     MAX_TARGET_POSITIONS,
     SAMPLE_RATE,
     WINDOW_SECONDS,
-    check_language,
     is_multilingual,
-    language_token,
 )
 
 __all__ = ["HFLabeler"]
@@ -72,7 +71,11 @@ class HFLabeler:
         self.no_speech_id = (
             tok.convert_tokens_to_ids(nospeech[0]) if nospeech else gen.no_timestamps_token_id - 1
         )
-        check_language(config.language, self.multilingual, "the teacher")
+        self.lang_to_id = dict(gen.lang_to_id) if self.multilingual else {}
+        #: the forced language token (``<|pt|>``), None: detected (or an English-only teacher)
+        self.language = resolve_language(config.language, self.lang_to_id, "the teacher")
+        self.lang_ids = sorted(self.lang_to_id.values())
+        self.id_to_lang = {i: t[2:-2] for t, i in self.lang_to_id.items()}
 
     @classmethod
     def from_pretrained(cls, teacher: PathLike, config: PseudoLabelConfig) -> HFLabeler:
@@ -105,9 +108,8 @@ class HFLabeler:
         if not self.multilingual:
             return [head] * n, None
         task = gen.task_to_id[self.config.task]
-        if self.config.language is not None:
-            lang = language_token(self.config.language, gen.lang_to_id)
-            langs = [lang] * n
+        if self.language is not None:
+            langs = [self.language] * n
         else:
             from transformers.modeling_outputs import BaseModelOutput
 
@@ -153,7 +155,14 @@ class HFLabeler:
             tokens = torch.tensor(h, dtype=torch.long, device=logits.device)
             stats = token_stats(logits[1:], tokens)
             stats["no_speech_prob"] = torch.softmax(logits[0], -1)[self.no_speech_id].item()
+            lang = None
+            if langs:  # the first step's language probabilities (language identification)
+                probs = language_probs(logits[0], self.lang_ids)
+                lang = self.id_to_lang[self.lang_ids[int(probs.argmax())]]
+                expected = self.lang_ids.index(self.lang_to_id[langs[i]])
+                stats[LANGUAGE_STAT] = probs[expected].item()
             label = UttLabel.from_tokens(utt, h, stats, self.processor.decode, durations[i])
+            label.lang = lang
             if cfg.cache_encoder:
                 label.encoder = states[i].to(torch.float16).cpu()
             if cfg.rskd_k:

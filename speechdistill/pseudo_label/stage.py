@@ -35,8 +35,9 @@ from speechdistill.pseudo_label.plan import (
     read_results,
     too_long_message,
 )
-from speechdistill.pseudo_label.stats import STATS
+from speechdistill.pseudo_label.stats import LANGUAGE_STAT, STATS
 from speechdistill.utils import LOCK_FILE, PathLike, atomic_write_text, run_lock
+from speechdistill.whisper.language import check_model_language
 from speechdistill.whisper.tokens import WINDOW_SECONDS
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ def pseudo_label(
     if not 1 <= job <= num_jobs:
         raise ValueError(f"job {job} is not in 1..{num_jobs}")
     check_stage_input(data, "pseudo-label")  # before the teacher pass, not after it
+    if labeler is None:
+        check_model_language(teacher, config.language, "the teacher")
     out = Path(out)
     rank, _, state = _dist()
     if state is not None and state.device.type == "cuda":
@@ -190,6 +193,7 @@ def _run_batches(
                         "stats": lb.stats,
                         "tokens": lb.tokens,
                         "tokens_ts": lb.tokens_ts,
+                        "lang": lb.lang,
                     }
                     for lb in labels
                 ],
@@ -259,7 +263,7 @@ def _finalize(data: PathLike, out: Path) -> PseudoLabelSummary:
 
     tables, kinds = load_tables(data)
     outputs = ("text.teacher", "text.teacher_ts", "utt2teacher_tokens", "utt2teacher_tokens_ts",
-               "bad_utts")  # fmt: skip
+               "bad_utts", "utt2lang", f"utt2{LANGUAGE_STAT}")  # fmt: skip
     for name in (*outputs, *(f"utt2{s}" for s in STATS)):
         tables.pop(name, None)
     write_tables(out, restrict(tables, kinds, labels))
@@ -273,6 +277,7 @@ def _finalize(data: PathLike, out: Path) -> PseudoLabelSummary:
         write_kv(out / "utt2teacher_tokens_ts", tokens_ts)
     for stat in STATS:
         write_kv(out / f"utt2{stat}", {u: _fmt(lb["stats"][stat]) for u, lb in labels.items()})
+    _write_languages(out, labels)
     write_kv(out / "utt2dur", {u: _fmt(plan.durations[u]) for u in labels})
     if too_long:
         log.warning("%s (listed in %s)", too_long_message(plan.too_long, limit), out / "bad_utts")
@@ -305,6 +310,17 @@ def _finalize(data: PathLike, out: Path) -> PseudoLabelSummary:
         len(too_long), summary.num_utts / max(wall, 1e-9),
     )  # fmt: skip
     return summary
+
+
+def _write_languages(out: Path, labels: dict[str, dict[str, Any]]) -> None:
+    """``utt2lang`` and ``utt2lang_prob`` of a multilingual teacher (none for English-only)."""
+    langs = {u: lb["lang"] for u, lb in labels.items() if lb.get("lang")}
+    for name in ("utt2lang", f"utt2{LANGUAGE_STAT}"):
+        (out / name).unlink(missing_ok=True)  # a previous run's, with another teacher
+    if langs:
+        write_kv(out / "utt2lang", langs)
+        probs = {u: _fmt(lb["stats"].get(LANGUAGE_STAT, math.nan)) for u, lb in labels.items()}
+        write_kv(out / f"utt2{LANGUAGE_STAT}", probs)
 
 
 def _write_cache_index(out: Path, plan: Plan, done: dict[int, dict[str, Any]]) -> None:

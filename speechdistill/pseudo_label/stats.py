@@ -11,11 +11,21 @@ import torch
 
 from speechdistill.whisper.heuristics import TEXT_STATS
 
-__all__ = ["STATS", "TOKEN_STATS", "token_stats"]
+__all__ = ["LANGUAGE_STAT", "STATS", "TOKEN_STATS", "language_probs", "token_stats"]
 
 #: Statistics written by the pseudo-label stage, one ``utt2<name>`` file each.
 TOKEN_STATS = ("avg_logprob", "entropy_mean", "entropy_max", "min_token_prob", "num_tokens")
 STATS = (*TOKEN_STATS, "no_speech_prob", *TEXT_STATS)
+#: A multilingual teacher's probability of the prompt's language (``utt2lang_prob``; the most
+#: likely language is ``utt2lang``).
+LANGUAGE_STAT = "lang_prob"
+
+
+def language_probs(sot_logits: torch.Tensor, lang_ids: list[int]) -> torch.Tensor:
+    """The probability of each language token at the first decoder step: a softmax over the
+    language tokens only (``lang_ids``) of the raw logits after ``<|startoftranscript|>``, as
+    Whisper's language detection computes it."""
+    return torch.softmax(sot_logits.float()[..., lang_ids], dim=-1)
 
 
 def token_stats(logits: torch.Tensor, tokens: torch.Tensor) -> dict[str, float]:

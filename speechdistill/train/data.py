@@ -41,7 +41,8 @@ from speechdistill.cache import CacheReader
 from speechdistill.datadir import DataDir
 from speechdistill.train.config import TrainConfig
 from speechdistill.train.losses import IGNORE_INDEX, pack_sparse
-from speechdistill.whisper.tokens import is_multilingual, language_token
+from speechdistill.whisper.language import resolve_language
+from speechdistill.whisper.tokens import is_multilingual
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,12 @@ class Prompt:
         gen = generation_config
         prefix: list[int] = []
         if is_multilingual(gen):
-            if language is None:
+            token = resolve_language(language, gen.lang_to_id, "the student")
+            if token is None:
                 raise ValueError("a multilingual student needs --language (the prompt's language)")
-            prefix = [gen.lang_to_id[language_token(language, gen.lang_to_id)],
-                      gen.task_to_id[task]]  # fmt: skip
+            prefix = [gen.lang_to_id[token], gen.task_to_id[task]]
+        else:
+            resolve_language(language, None, "the student")  # English, or refused
         prev = tokenizer.convert_tokens_to_ids("<|startofprev|>")
         return cls(
             sot=gen.decoder_start_token_id,

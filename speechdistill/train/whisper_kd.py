@@ -74,6 +74,7 @@ from speechdistill.train.run import (
     training_lock,
 )
 from speechdistill.utils import PathLike
+from speechdistill.whisper.language import check_model_language
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,8 @@ class DevEvaluator:
         """``model``'s dev decoding: greedy, or as ``decode --temperature-fallback`` (long-form
         beyond 30 s included)."""
         fallback = self.config.eval_temperature_fallback
-        config = DecodeConfig(max_new_tokens=self.config.eval_max_new_tokens,
+        config = DecodeConfig(language=self.config.language, task=self.config.task,
+                              max_new_tokens=self.config.eval_max_new_tokens,
                               temperature_fallback=fallback)  # fmt: skip
         return WhisperTranscriber(model, self.processor, config, long_form=fallback)
 
@@ -505,6 +507,9 @@ def train_whisper(
 ) -> dict[str, Any]:
     """Train (or resume the same run: see :mod:`~speechdistill.train.run`; ``force`` starts
     over) and return the summary written to ``out_dir/train.json``."""
+    # the language before the output dir is made
+    check_model_language(student_dir, config.language, "the student", required=True)
+    check_model_language(teacher_dir, config.language, "the teacher")
     with training_lock(out_dir):
         trainer = WhisperKDTrainer(student_dir, teacher_dir, train_dir, dev_dir, out_dir, config,
                                    force=force)  # fmt: skip

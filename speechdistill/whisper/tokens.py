@@ -16,7 +16,6 @@ __all__ = [
     "SAMPLE_RATE",
     "WINDOW_SAMPLES",
     "WINDOW_SECONDS",
-    "check_language",
     "is_multilingual",
     "language_token",
 ]
@@ -40,12 +39,6 @@ ENGLISH_NAMES = (None, "en", "english", "<|en|>")
 def is_multilingual(generation_config: Any) -> bool:
     """Whether a transformers Whisper generation config is multilingual."""
     return bool(getattr(generation_config, "is_multilingual", False))
-
-
-def check_language(language: str | None, multilingual: bool, what: str = "the model") -> None:
-    """Refuse a language other than English for an English-only model (``what`` names it)."""
-    if not multilingual and language not in ENGLISH_NAMES:
-        raise ValueError(f"language {language!r} requested, but {what} is English-only")
 
 
 def language_token(language: str, lang_to_id: dict[str, int]) -> str:
