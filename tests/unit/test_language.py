@@ -47,7 +47,9 @@ def test_resolve_language_accepts_codes_names_and_tokens():
     assert resolve_language(None, lang_to_id) is None  # detected
     with pytest.raises(ValueError, match=r"--language xx: unknown language 'xx'"):
         resolve_language("xx", lang_to_id)
-    with pytest.raises(ValueError, match=r"--language de: the model has no language token <\|de\|>"):
+    with pytest.raises(
+        ValueError, match=r"--language de: the model has no language token <\|de\|>"
+    ):
         resolve_language("de", lang_to_id)  # a real language the model does not know
     # English-only: English (any form) is a no-op, anything else refused
     for form in (None, "en", "English", "<|en|>"):
@@ -63,7 +65,8 @@ def test_check_model_language_reads_the_config_files(models, tmp_path):
         check_model_language(models["en"], "de", "the teacher")
     with pytest.raises(ValueError, match="multilingual: give its language"):
         check_model_language(models["ml"], None, "the student", required=True)
-    assert check_model_language(tmp_path, "xx") is None  # not a local Whisper dir: its loader checks
+    # not a local Whisper dir: its loader checks
+    assert check_model_language(tmp_path, "xx") is None
 
 
 @pytest.mark.parametrize(
