@@ -60,6 +60,7 @@ pl_opts=                # more options for speechdistill pseudo-label
 filter=label_free       # label_free (no transcripts needed), supervised (WER vs text), or none
 filter_keep="empty>=1 compression_ratio>=-2.4 ngram_repeat>=-3 top:80%:confidence"  # label_free rules
 filter_max_wer=0.1      # supervised: keep labels with WER below this (distil-whisper: 10 %)
+filter_min_lang_prob=   # drop clips whose P(language) under a multilingual teacher is below this (e.g. 0.01; empty: keep)
 filter_opts=            # more options for speechdistill filter (e.g. --proxy DIR, --keep auto)
 # Student and training
 student_decoder_layers=2  # decoder layers of the student (a count, or a list like 0,31)
@@ -185,7 +186,8 @@ if [ "${filter}" != none ] && stage_start 5 filter "${train_data}"; then
   esac
   # shellcheck disable=SC2086 # filter_opts is a list of options
   speechdistill filter --data "${pl_dir}" --out "${train_data}" --exp-dir "exp/filter_${filter}" \
-    --normalizer "${normalizer}" "${keep[@]}" ${filter_opts}
+    --normalizer "${normalizer}" "${keep[@]}" ${language:+--language "${language}"} \
+    ${filter_min_lang_prob:+--min-lang-prob "${filter_min_lang_prob}"} ${filter_opts}
   speechdistill data validate --no-text "${train_data}"
   mark_done "${train_data}" filter
 fi
