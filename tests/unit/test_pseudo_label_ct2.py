@@ -65,7 +65,9 @@ def test_multilingual_prompts(tmp_path):
         assert b.text == a.text
         assert b.stats["avg_logprob"] == pytest.approx(a.stats["avg_logprob"], abs=0.01)
     de, transcribe = ml.lang_to_id["<|de|>"], ml.tokenizer.convert_tokens_to_ids("<|transcribe|>")
-    assert ml.prompts(None, 2) == [[ml.sot, de, transcribe, ml.no_timestamps]] * 2
+    prompts, langs = ml.prompts(None, 2)  # CTranslate2 does not see the toy as multilingual:
+    assert prompts == [[ml.sot, de, transcribe, ml.no_timestamps]] * 2
+    assert langs is None and all(lb.lang is None and "lang_prob" not in lb.stats for lb in got)
 
     detect = PseudoLabelConfig(backend="ct2", max_new_tokens=4)
     if ml.model.is_multilingual:  # CTranslate2 detects the language of real multilingual models
