@@ -38,7 +38,8 @@ class CT2Transcriber:
         from transformers import WhisperFeatureExtractor
 
         path = Path(model_dir)
-        token = resolve_language(language, model_languages(path), f"the model ({path})")
+        lang_to_id = model_languages(path)  # the importer's rule (not CTranslate2's flag)
+        token = resolve_language(language, lang_to_id, f"the model ({path})")
         self._ct2 = ctranslate2
         self.max_length = 448 if max_new_tokens is None else max_new_tokens
         self.model = ctranslate2.models.Whisper(str(path), device=device, compute_type="default")
@@ -50,7 +51,7 @@ class CT2Transcriber:
             raise ValueError(f"{path}: no tokenizer.json beside the CTranslate2 model")
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         prompt = ["<|startoftranscript|>"]
-        if self.model.is_multilingual:
+        if lang_to_id:
             if token is None:
                 raise ValueError(
                     f"{path} is multilingual: give its language (a filter proxy's: "

@@ -239,3 +239,28 @@ def test_lang_id_score_joins_the_defaults_and_rejects_other_languages(tmp_path, 
     assert "lang_id>=0.5" in report and "lang_id" in report
     with pytest.raises(SystemExit):  # not a probability: refused when parsed
         main([*args, "--min-lang-prob", "1.5"])
+
+
+def test_long_form_and_the_ct2_proxy_force_the_language(models, tmp_path):
+    """Long-form decoding gets the forced token whatever form --language had; the CTranslate2
+    transcriber (a filter proxy) puts it in its prompt, and refuses an unknown language."""
+    pytest.importorskip("ctranslate2")
+    from speechdistill.inference import load_transcriber
+    from speechdistill.inference.long_form import LongFormConfig, LongFormTranscriber
+    from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber
+    from speechdistill.whisper.ct2.export import export_ct2
+
+    t = WhisperTranscriber.from_pretrained(models["ml"], DecodeConfig(language="German"))
+    lf = LongFormTranscriber(t, LongFormConfig(word_timestamps=False))
+    assert lf.transcriber.generate_kwargs(long_form=True)["language"] == "<|de|>"
+    from speechdistill.testing import multilingual_tokenizer, save_random_whisper
+
+    # CTranslate2 sees a model as multilingual by its vocabulary: the real layout, 99 languages
+    ml99 = save_random_whisper(tmp_path / "ml99", multilingual_tokenizer(tmp_path, n_langs=99,
+                               v3=False), multilingual=True, max_source_positions=1500)  # fmt: skip
+    ct2_dir = export_ct2(ml99, tmp_path / "ct2")
+    proxy = load_transcriber(ct2_dir, language="spanish", max_new_tokens=2)
+    es = proxy.tokenizer.token_to_id("<|es|>")
+    assert proxy.prompt[:2] == [proxy.tokenizer.token_to_id("<|startoftranscript|>"), es]
+    with pytest.raises(ValueError, match="--language xx: unknown language"):
+        load_transcriber(ct2_dir, language="xx")
