@@ -34,7 +34,7 @@ examples:
   label-free:  --keep "empty>=1" --keep "compression_ratio>=-2.4" --keep "ngram_repeat>=-3" \\
                --keep "top:80%:rank_avg(confidence,entropy_mean)"
   supervised (distil-whisper, WER < 10 %):  --keep "supervised_wer>-0.1"
-  clips of another language (multilingual teacher, pseudo-label --language pt):  --min-lang-prob 0.5
+  clips of another language (multilingual teacher, pseudo-label --language pt):  --min-lang-prob 0.01
   chosen on a labelled subset:  --ref data/dev_labelled/text --keep auto
 """
 

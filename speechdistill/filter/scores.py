@@ -385,7 +385,8 @@ SCORES: dict[str, Score] = _table(
         needs=_stats("no_speech_prob"),
     ),
     Score(
-        # a clip of another language has a low one; "lang_id>=0.5" rejects them
+        # a clip of another language has a low one (English clips under --language pt with
+        # Whisper base: <= 0.0005, espeak Portuguese >= 0.011): "lang_id>=P" rejects them
         "lang_id",
         "a multilingual teacher's probability of the expected language at the first decoder "
         "step, over the language tokens (utt2lang_prob)",
