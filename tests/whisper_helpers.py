@@ -71,29 +71,41 @@ def ct2_like(labeler: CT2Labeler, config: PseudoLabelConfig) -> CT2Labeler:
 
 
 def greedy_matches_ct2(
-    model, processor, ct2_model, audios: Sequence[np.ndarray], prompt: list[int], **generate
+    model,
+    processor,
+    ct2_model,
+    audios: Sequence[np.ndarray],
+    prompt: list[int],
+    max_new_tokens: int | None = None,
+    **generate,
 ) -> tuple[int, torch.Tensor]:
     """How many of ``audios`` get the same greedy transcript from the transformers ``model``
     (``generate``: its prompt options, e.g. ``language="pt"``) as from ``ct2_model``
-    (``ctranslate2.models.Whisper``) given ``prompt``, on the same features; and the features."""
+    (``ctranslate2.models.Whisper``) given ``prompt``, on the same features; and the features.
+    ``max_new_tokens``: compare the first that many tokens (a teacher stuck repeating itself
+    takes long to reach Whisper's 448)."""
     import ctranslate2
 
     feats = processor.feature_extractor(
         list(audios), sampling_rate=16000, return_tensors="pt"
     ).input_features
+    limit = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     with torch.inference_mode():
         out = model.generate(
-            feats, do_sample=False, num_beams=1, return_dict_in_generate=True, **generate
+            feats, do_sample=False, num_beams=1, return_dict_in_generate=True, **limit, **generate
         )
     refs = ct2_model.generate(
-        ctranslate2.StorageView.from_array(feats.numpy()), [prompt] * len(audios), beam_size=1
+        ctranslate2.StorageView.from_array(feats.numpy()),
+        [prompt] * len(audios),
+        beam_size=1,
+        max_length=448 if max_new_tokens is None else len(prompt) + max_new_tokens + 2,
     )
     gen = model.generation_config
     matched = 0
     for seq, ref in zip(out.sequences.tolist(), refs, strict=True):
         assert seq[: len(prompt)] == prompt
         ours = [t for t in seq[len(prompt) :] if t not in (gen.eos_token_id, gen.pad_token_id)]
-        matched += ours == ref.sequences_ids[0]
+        matched += ours == ref.sequences_ids[0][:max_new_tokens]
     return matched, feats
 
 
