@@ -10,9 +10,11 @@ and the SHA-256 pinned here, and removes the copy afterwards.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import importlib.metadata
 import importlib.resources
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +23,8 @@ from pathlib import Path
 
 from speechdistill.utils import PathLike
 from speechdistill.whisper.ct2.binary import is_ct2_model_dir
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EMBEDDED_EXTRA",
@@ -178,8 +182,8 @@ def _join(parts: list[Path], dest: Path, split: SplitModelBin) -> None:
 def embedded_ct2_dir(name: str, work_dir: PathLike, prefix: str = ".join-") -> Iterator[Path]:
     """A CTranslate2 directory of the embedded teacher ``name`` for the ``with`` block: the
     package's own for a teacher shipped whole; for one shipped in parts, a temporary directory
-    ``work_dir/<prefix>*`` (created, removed afterwards, also on error) holding the joined and
-    checked ``model.bin`` and copies of the other files."""
+    ``work_dir/<prefix>*`` (created, removed afterwards, also on error; one a killed run left is
+    removed first) holding the joined and checked ``model.bin`` and copies of the other files."""
     dirs = embedded_package_dirs(name)
     if name not in SPLIT_MODEL_BINS:
         yield embedded_teacher_dir(name)
@@ -188,6 +192,9 @@ def embedded_ct2_dir(name: str, work_dir: PathLike, prefix: str = ".join-") -> I
     parts = _check_parts(name, dirs)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    for stale in work.glob(f"{glob.escape(prefix)}*"):  # left by a killed run
+        log.info("removing %s, left by an earlier run", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=work))
     try:
         names = {file for file, _ in split.parts}

@@ -87,6 +87,8 @@ def left_in(root: Path) -> list[str]:
 def test_prepare_base_joins_checks_imports_and_records_the_hub_id(parts, tmp_path):
     exp = tmp_path / "exp"
     packaged = {d: left_in(d) for d in parts.values()}
+    (exp / ".teacher.join-killed").mkdir(parents=True)  # a killed run's joined copy
+    (exp / ".teacher.join-killed" / "model.bin").write_bytes(b"partial")
     assert main(["teacher", "prepare", "base", str(exp / "teacher")]) == 0
     assert {d: left_in(d) for d in parts.values()} == packaged  # nothing written beside the parts
     info = read_teacher_info(exp / "teacher")
@@ -95,7 +97,7 @@ def test_prepare_base_joins_checks_imports_and_records_the_hub_id(parts, tmp_pat
     assert source["packages"] == {d: "1.0.0" for d in PACKAGES}
     assert source["model_bin_sha256"] == embedded.SPLIT_MODEL_BINS["base"].sha256
     assert "model.safetensors" in info["weights_sha256"]
-    assert [p.name for p in exp.iterdir()] == ["teacher"]  # the joined copy is gone
+    assert [p.name for p in exp.iterdir()] == ["teacher"]  # the joined copies are gone
     assert not (exp / "teacher" / "model.bin").exists()
     stamp = (exp / "teacher" / "model.safetensors").stat().st_mtime_ns
     assert main(["teacher", "prepare", "base", str(exp / "teacher")]) == 0  # a no-op
