@@ -44,7 +44,7 @@ pack=false              # stage 2: join consecutive train utterances (a recordin
 pack_opts=              # more options for speechdistill data pack, e.g. "--max-gap 2 --gap 0.3"
 normalizer=english      # text normaliser for scoring: english, basic, pt_br, none
 # Teacher
-teacher=tiny.en         # tiny.en (embedded), a Hub id (openai/whisper-large-v3) or a directory
+teacher=tiny.en         # tiny.en or base (embedded), a Hub id (openai/whisper-large-v3) or a directory
 language=               # language for multilingual models (e.g. pt); empty: detect
 task=transcribe         # transcribe or translate
 # Pseudo-labelling

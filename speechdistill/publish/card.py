@@ -28,6 +28,7 @@ from speechdistill.publish.files import (
     read_json,
     read_train_config,
 )
+from speechdistill.teachers.embedded import EMBEDDED_TEACHERS
 from speechdistill.teachers.identity import TEACHER_JSON, read_teacher_info
 from speechdistill.whisper.tokens import is_multilingual
 
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CARD_TEMPLATE",
-    "EMBEDDED_BASE_MODELS",
     "OPENAI_WHISPER_LICENSE",
     "OPENAI_WHISPER_PREFIX",
     "REQUIRED_TAGS",
@@ -55,8 +55,6 @@ REQUIRED_TAGS = (
 )
 #: The card's Jinja2 template, a resource of this package.
 CARD_TEMPLATE = "card_template.md"
-#: Embedded teachers (speechdistill.teachers) and the Hub checkpoints they were converted from.
-EMBEDDED_BASE_MODELS = {"tiny.en": "openai/whisper-tiny.en"}
 #: OpenAI's Whisper checkpoints on the Hub are released under Apache-2.0; a student distilled
 #: from one inherits it unless --license says otherwise.
 OPENAI_WHISPER_PREFIX = "openai/whisper-"
@@ -97,8 +95,10 @@ def _resolve_base_model(opts: CardOptions, teacher_dir: Path | None) -> str | No
         source = info.get("source") or {}
         if source.get("kind") == "hub":
             base = source.get("repo_id")
-        elif source.get("kind") == "embedded-ct2":
-            base = EMBEDDED_BASE_MODELS.get(str(source.get("name") or info.get("name")))
+        elif source.get("kind") == "embedded-ct2":  # the Hub checkpoint it was converted from
+            name = str(source.get("name") or info.get("name"))
+            known = EMBEDDED_TEACHERS.get(name)  # records older than source.hub_id
+            base = source.get("hub_id") or (known.hub_id if known else None)
         if base:
             log.info("base model %s (from %s)", base, teacher_dir / TEACHER_JSON)
     if base is None:

