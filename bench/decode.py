@@ -3,7 +3,8 @@
 Two pairs, each decoded greedily with a fixed output length (so that both models do the same work
 and the ratio measures cost per token, not how soon each stops):
 
-1. the real tiny.en teacher (4+4 layers) and its 2-decoder-layer student;
+1. the real tiny.en teacher (4+4 layers) and its 2-decoder-layer student (``--pairs base``: the
+   real multilingual base, 6+6 layers, and its 6 → 2 student);
 2. a whisper-small.en-shaped model with random weights (12+12 layers, d_model 768) and its
    2-decoder-layer student (12 → 2, where ~2.5× is possible).
 
@@ -114,12 +115,13 @@ def make_random_pair(
     return teacher, root / "student"
 
 
-def tiny_en_pair(root: Path) -> tuple[Path, Path]:
-    """The embedded tiny.en teacher and its 2-decoder-layer student (weights do not matter)."""
+def embedded_pair(name: str, root: Path) -> tuple[Path, Path]:
+    """An embedded teacher (``tiny.en``, ``base``) and its 2-decoder-layer student (the
+    student's weights do not matter for its speed)."""
     from speechdistill.init_student import init_student
     from speechdistill.teachers.whisper import prepare_teacher
 
-    teacher = prepare_teacher("tiny.en", root / "teacher")
+    teacher = prepare_teacher(name, root / "teacher")
     init_student(teacher, root / "student", decoder_layers=2, overwrite=True)
     return teacher, root / "student"
 
@@ -128,7 +130,7 @@ def tiny_en_pair(root: Path) -> tuple[Path, Path]:
 # generation
 
 
-def gen_kwargs(tokens: int, prompt: int) -> dict:
+def fixed_length(tokens: int, prompt: int) -> dict:
     """Greedy generation of exactly ``tokens`` tokens after a ``prompt``-token decoder prompt.
 
     Given as lengths, not ``min/max_new_tokens``: Whisper's ``generate`` fills in the default
@@ -274,6 +276,14 @@ def bench_pair(name: str, teacher_dir: Path, student_dir: Path, args) -> tuple[l
     student, _ = load_teacher(str(student_dir))
     n_t, n_s = teacher.config.decoder_layers, student.config.decoder_layers
     tokens = args.tokens
+    # a multilingual model is given its language, so that generate does not detect it first
+    lang = (
+        {"language": "en"} if getattr(teacher.generation_config, "is_multilingual", False) else {}
+    )
+
+    def gen_kwargs(tokens: int, prompt: int) -> dict:
+        return {**fixed_length(tokens, prompt), **lang}
+
     rows, fits = [], []
     for batch in args.batch:
         torch.manual_seed(0)
@@ -357,7 +367,8 @@ def main() -> int:
     p.add_argument("--what", nargs="+", default=["decode", "e2e"], choices=["decode", "e2e"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--pairs", nargs="+", default=["tiny.en", "small"], choices=["tiny.en", "small"])
+    p.add_argument("--pairs", nargs="+", default=["tiny.en", "small"],
+                   choices=["tiny.en", "base", "small"])  # fmt: skip
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     args = p.parse_args()
     quiet_transformers()
@@ -370,8 +381,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         pairs = []
-        if "tiny.en" in args.pairs:
-            pairs.append(("tiny.en", tiny_en_pair(root / "tiny")))
+        for name in ("tiny.en", "base"):
+            if name in args.pairs:
+                pairs.append((name, embedded_pair(name, root / name)))
         if "small" in args.pairs:
             pairs.append(("small", make_random_pair(root / "small", d_model=768, layers=12,
                                                     heads=12, ffn=3072)))  # fmt: skip

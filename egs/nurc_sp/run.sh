@@ -6,9 +6,43 @@
 #   ./run.sh --local_data_opts "--download true"          # fetch the corpus into downloads/nurc_sp
 #   ./run.sh --local_data_opts "--corpus_dir /data/nurc"  # or use a downloaded copy
 #   ./run.sh --filter supervised                          # WER filter (20 %) instead of label-free
+#   ./run.sh --mini true                                  # mini_pt (synthetic, offline, CPU, minutes)
 # Any option of ../../recipes/distil_whisper.sh can be given; it wins over the settings below.
+#
+# --mini true runs every stage on mini_pt, a synthetic Brazilian Portuguese corpus in NURC-SP's
+# own layout (data_prep/mini_pt), read by the same data_prep/nurc_sp.py: the embedded
+# multilingual Whisper base as teacher (6+6 layers -> 6-2), on CPU, conf/mini.yaml. The values
+# of --local_data_opts are added to --mini's. Figures: RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+mini=false
+local_data_opts=
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --mini | --local_data_opts | --local-data-opts)
+      [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 1; }
+      name=${1#--}; name=${name//-/_}
+      printf -v "${name}" '%s' "$2"
+      shift 2 ;;
+    --mini=* | --local_data_opts=* | --local-data-opts=*)
+      name=${1%%=*}; name=${name#--}; name=${name//-/_}
+      printf -v "${name}" '%s' "${1#*=}"
+      shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+case ${mini} in
+  true)
+    # the teacher loops on espeak Portuguese: tokens are capped; every label is kept (--filter
+    # none), as the label-free filter is not yet shown to pay off here
+    settings=(--teacher base --ngpu 0 --decode_dtype "" --pl_batch_size 8 --decode_batch_size 8
+      --pl_cache true --pl_max_new_tokens 128 --filter none --speed_max_utts 16
+      --train_config conf/mini.yaml --local_data_opts "--mini true ${local_data_opts}") ;;
+  false) settings=(--local_data_opts "${local_data_opts}") ;;
+  *) echo "$0: --mini must be true or false, not '${mini}'" >&2; exit 1 ;;
+esac
 
 ../../recipes/distil_whisper.sh \
   --train_set train \
@@ -25,4 +59,5 @@ cd "$(dirname "$0")"
   --filter_max_wer 0.2 \
   --student_decoder_layers 2 \
   --train_config conf/train.yaml \
-  "$@"
+  "${settings[@]}" \
+  ${args[@]+"${args[@]}"}
