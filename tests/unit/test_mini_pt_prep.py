@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from recipe_helpers import copy_egs, run_recipe
 
 from data_prep import mini_pt as mp
 from data_prep import nurc_sp
@@ -287,3 +288,26 @@ def test_rerun_removes_a_stale_extraction(corpora, tmp_path):
 def test_unknown_variants_are_an_error(tmp_path, caplog):
     assert mp.main([str(tmp_path / "c"), *TINY, "--variants", "nosuchvoice"]) == 1
     assert "none of the variants" in caplog.text
+
+
+# ----------------------------------------------------------------------------- the recipe's stage 1
+
+
+def test_recipe_stage_1_with_mini_synthesises_and_prepares(tmp_path):
+    if shutil.which("espeak-ng") is None and shutil.which("espeak") is None:
+        pytest.skip("espeak-ng is not installed")
+    recipe = copy_egs("nurc_sp", tmp_path / "egs_root")
+    opts = "--mini true --mini_num_train 8 --mini_num_dev 3 --mini_num_test 4 --mini_seed 2"
+    proc = run_recipe(recipe, "--stage", "1", "--stop_stage", "1", "--local_data_opts", opts)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    corpus = recipe / "downloads" / "mini_pt"
+    assert (corpus / "filtered" / "audios_train_metadata.csv").is_file()
+    for split, n in (("train", 8), ("dev", 3), ("test", 4)):
+        data = DataDir(recipe / "data" / split)
+        assert len(data.text()) == n
+        assert set(data.read("utt2reco").values()) == {
+            r["audio_name"] for r in _rows(corpus, "filtered", split)
+        }
+    stage1 = ["--stage", "1", "--stop_stage", "1", "--force", "true", "--local_data_opts"]
+    proc = run_recipe(recipe, *stage1, "--mini true --download true")
+    assert proc.returncode != 0 and "exclude each other" in proc.stderr
