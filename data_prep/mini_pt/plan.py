@@ -190,6 +190,9 @@ def plan_corpus(
     variants: Sequence[str],
 ) -> tuple[dict[str, list[Recording]], list[str], list[str]]:
     """The recordings of each split, the training variants and the held-out ones."""
+    for name, num in (("train", num_train), ("dev", num_dev), ("test", num_test)):
+        if num < 1:
+            raise ValueError(f"--num-{name} must be at least 1, got {num}")
     pools = split_sentences(sentences, num_dev, num_test, seed)
     train_var, held = split_variants(seed, variants)
     names = _names(seed)

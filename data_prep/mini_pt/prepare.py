@@ -68,7 +68,7 @@ def _utterance(reco: Recording, seg: Segment) -> Utterance:
         pitch=seg.pitch,
         amplitude=v.amplitude,
         word_gap=v.word_gap,
-        voiceset=reco.split,
+        voiceset="seen" if reco.split == "train" else "unseen",
         reco=reco.audio_name,
     )
 

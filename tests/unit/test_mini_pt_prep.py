@@ -285,6 +285,12 @@ def test_rerun_removes_a_stale_extraction(corpora, tmp_path):
     assert not (corpus / "extracted").exists()
 
 
+def test_empty_split_is_an_error_before_anything_is_written(tmp_path, caplog):
+    assert mp.main([str(tmp_path / "c"), *TINY, "--num-dev", "0"]) == 1
+    assert "--num-dev must be at least 1, got 0" in caplog.text
+    assert not list((tmp_path / "c").glob("*.tar.gz"))
+
+
 def test_unknown_variants_are_an_error(tmp_path, caplog):
     assert mp.main([str(tmp_path / "c"), *TINY, "--variants", "nosuchvoice"]) == 1
     assert "none of the variants" in caplog.text
