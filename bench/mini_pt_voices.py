@@ -36,19 +36,22 @@ from speechdistill.scoring import score
 #: The settings measured by default: the issue's baseline and the candidates around it.
 DEFAULT_SETTINGS = (
     "pt-br:175:50",
-    "pt-br:130:50",
     "pt-br:150:50",
-    "pt-br+klatt:175:50",
-    "pt-br+f3:140:60",
-    "pt:160:50",
+    "pt-br:150:50:2",
+    "pt-br:150:50:4",
+    "pt-br:130:50:3",
+    "pt-br:120:50:3",
     "pt-br+m3:150:50",
-    "pt-br+m1:150:45",
-    "pt-br+f2:150:60",
-    "pt-br+f4:150:65",
-    "pt-br+klatt3:150:50",
-    "pt-br+m7:150:45",
-    "pt-br:150:30",
-    "pt-br:150:70",
+    "pt-br+m3:150:50:3",
+    "pt-br+m3:130:50:3",
+    "pt-br+f3:140:60",
+    "pt-br+f3:150:60:3",
+    "pt-br+f2:150:60:3",
+    "pt-br+f2:130:60:3",
+    "pt-br+m1:150:45:3",
+    "pt-br+klatt:160:50",
+    "pt:160:50",
+    "pt:150:50:3",
 )
 
 
