@@ -3,12 +3,13 @@
 
 Usage::
 
-    python bench/mini_pt_voices.py --model /path/to/whisper-base-ct2 [--num 25] [--seed 0]
-        [--settings pt-br:175:50,pt-br+f3:140:60,...] [--compute-type int8] [--threads 2]
+    python bench/mini_pt_voices.py --model /path/to/whisper-base-ct2 [--num 25]
+        [--seed 0] [--settings pt-br:130:50:3,pt-br+f3:140:60,...] [--compute-type int8]
+        [--threads 2]
 
 Picks ``--num`` sentences of mini_pt's bundled text (seeded), synthesises each with every setting
-``VOICE:WPM:PITCH[:GAP]`` (espeak-ng ``-v VOICE -s WPM -p PITCH -g GAP``), transcribes it with faster-whisper
-(``WhisperModel(model, device="cpu", compute_type=...)``, ``language="pt"``, ``beam_size=1``,
+``VOICE:WPM:PITCH[:GAP]`` (espeak-ng ``-v VOICE -s WPM -p PITCH -g GAP``), transcribes it with
+faster-whisper (``WhisperModel(model, device="cpu", compute_type=...)``, ``language="pt"``, ``beam_size=1``,
 no previous-text conditioning) and prints one row per setting: pooled WER after the ``pt_br``
 normaliser (:func:`speechdistill.scoring.score`), substitution / deletion / insertion rates, and
 the audio seconds. Not a test: a measurement for data_prep/mini_pt/README.md (which voices the
