@@ -1,4 +1,4 @@
-"""Package data: a wheel holds every file the installed package reads (the mini_en sentences).
+"""Package data: a wheel holds every file the installed package reads (the mini_en and mini_pt sentences).
 
 The wheel is built offline from a copy of the sources (pip, no build isolation: the
 environment's setuptools), so the work tree gets no ``build/`` or ``*.egg-info``; it takes a few
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from data_prep import mini_en
+from data_prep import mini_en, mini_pt
 
 REPO = Path(__file__).resolve().parents[2]
 #: Files of the installed package that are not Python modules, relative to the repository.
-DATA_DIRS = [mini_en.TEXT_DIR, mini_en.TRAIN_TEXT_DIR]
+DATA_DIRS = [mini_en.TEXT_DIR, mini_en.TRAIN_TEXT_DIR, mini_pt.TEXT_DIR]
 
 
 def _data_files() -> set[str]:
@@ -29,18 +29,20 @@ def _data_files() -> set[str]:
     return {p.relative_to(REPO).as_posix() for p in files if "__pycache__" not in p.parts}
 
 
-def test_sentence_folders_are_package_data_of_mini_en():
-    assert all(d.parent == Path(mini_en.__file__).resolve().parent for d in DATA_DIRS)
-    data = _data_files()
-    assert {f"data_prep/mini_en/{d.name}/README.md" for d in DATA_DIRS} <= data
-    assert sum(f.endswith(".txt") for f in data) >= 20
+@pytest.mark.parametrize("package", [mini_en, mini_pt], ids=["mini_en", "mini_pt"])
+def test_sentence_folders_are_package_data(package):
+    pkg = Path(package.__file__).resolve().parent
+    dirs = [d for d in DATA_DIRS if d.parent == pkg]
+    assert dirs
+    data = {f for f in _data_files() if f.startswith(f"data_prep/{pkg.name}/")}
+    assert {f"data_prep/{pkg.name}/{d.name}/README.md" for d in dirs} <= data
+    assert sum(f.endswith(".txt") for f in data) >= 10
     # what setuptools takes: the package-data globs of pyproject.toml, relative to the package
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    pkg = REPO / "data_prep" / "mini_en"
     matched = {
         p.relative_to(REPO).as_posix()
-        for g in globs["package-data"]["data_prep.mini_en"]
+        for g in globs["package-data"][f"data_prep.{pkg.name}"]
         for p in pkg.glob(g)
         if p.is_file()
     }
@@ -61,7 +63,7 @@ def _can_build_wheel() -> str | None:
 
 
 @pytest.mark.skipif(_can_build_wheel() is not None, reason=str(_can_build_wheel()))
-def test_wheel_holds_both_sentence_folders(tmp_path):
+def test_wheel_holds_the_sentence_folders(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
