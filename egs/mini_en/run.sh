@@ -31,5 +31,6 @@ cd "$(dirname "$0")"
   --pl_cache true \
   --pack true \
   --decode_temperature_fallback true \
+  --speed_max_utts 16 \
   --filter none \
   "$@"
