@@ -72,6 +72,7 @@ decode_batch_size=16    # utterances per batch
 decode_num_beams=1      # 1: greedy
 decode_temperature_fallback=false  # Whisper's fallback (resample a looping decode); train's dev too
 decode_dtype=           # float32, float16, bfloat16 (empty: float32 on CPU)
+decode_max_new_tokens=  # cap on tokens per utterance in short-form decoding (empty: the model's)
 speed_max_utts=32       # score: utterances timed for latency/RTFx/speculative decoding (0: skip)
 # Publishing
 hub_repo_id=            # Hub repository of the student, USER/NAME (needed to upload)
@@ -104,6 +105,8 @@ gen_opts=(--batch-size "${decode_batch_size}" --num-beams "${decode_num_beams}" 
 [ -n "${task}" ] && gen_opts+=(--task "${task}")
 [ -n "${decode_dtype}" ] && gen_opts+=(--dtype "${decode_dtype}")
 [ "${decode_temperature_fallback}" = true ] && gen_opts+=(--temperature-fallback)
+short_opts=("${gen_opts[@]}")  # short-form decoding only
+[ -n "${decode_max_new_tokens}" ] && short_opts+=(--max-new-tokens "${decode_max_new_tokens}")
 
 # Every set this recipe touches, once each, in order.
 list_sets() {
@@ -228,12 +231,12 @@ if stage_enabled 8 decode; then
       stage_start 8 decode "${dir}" || continue
       if [ "${nj}" -le 1 ]; then
         ${dec_cmd} "${dir}/log/decode.log" \
-          speechdistill decode --model "exp/${m}" --data "dump/${s}" --out "${dir}" "${gen_opts[@]}"
+          speechdistill decode --model "exp/${m}" --data "dump/${s}" --out "${dir}" "${short_opts[@]}"
       else
         speechdistill data split "dump/${s}" "${nj}" >/dev/null
         ${dec_cmd} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
           speechdistill decode --model "exp/${m}" --data "dump/${s}/split${nj}/JOB" \
-          --out "${dir}/split${nj}/JOB" "${gen_opts[@]}"
+          --out "${dir}/split${nj}/JOB" "${short_opts[@]}"
         speechdistill decode --out "${dir}" \
           --merge $(seq -f "${dir}/split${nj}/%g" 1 "${nj}")
       fi

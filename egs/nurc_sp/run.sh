@@ -39,7 +39,8 @@ case ${mini} in
     # on espeak Portuguese, so labels are capped; every label is kept (--filter none): the
     # label-free filter is not yet shown to pay off here
     settings=(--teacher base --ngpu 0 --decode_dtype "" --pl_batch_size 8 --decode_batch_size 8
-      --pack true --pl_cache true --pl_max_new_tokens 256 --filter none --speed_max_utts 16
+      --pack true --pl_cache true --pl_max_new_tokens 192 --decode_max_new_tokens 128 --filter none
+      --speed_max_utts 16
       --train_config conf/mini.yaml --local_data_opts "--mini true ${local_data_opts}") ;;
   false) settings=(--local_data_opts "${local_data_opts}") ;;
   *) echo "$0: --mini must be true or false, not '${mini}'" >&2; exit 1 ;;
