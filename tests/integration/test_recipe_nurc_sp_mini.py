@@ -27,7 +27,7 @@ def recipe(tmp_path_factory) -> Path:
 def test_nurc_sp_mini_recipe_end_to_end(recipe):
     small = "--mini_num_train 8 --mini_num_dev 3 --mini_num_test 4"
     # a student of 4 steps loops to the token cap on every clip: the caps keep this test short
-    short = ("--max-steps 4 --batch-size 4 --warmup-steps 1 --eval-steps 2 --save-steps 2 "
+    short = ("--max-steps 4 --batch-size 2 --warmup-steps 1 --eval-steps 2 --save-steps 2 "
              "--eval-max-new-tokens 12")  # fmt: skip
     proc = run_recipe(recipe, "--mini", "true", "--local_data_opts", small, "--nj", "1",
                       "--train_opts", short, "--pl_max_new_tokens", "96",
