@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from data_prep.mini_en import seeds
@@ -45,7 +45,8 @@ def resolve_train_text(paths: PathLike | Sequence[PathLike] | None) -> list[Path
     return out or None
 
 
-def _text_files(paths: Iterable[PathLike]) -> list[Path]:
+def text_files(paths: Iterable[PathLike]) -> list[Path]:
+    """Sentence files: each path a file, or a folder of ``*.txt`` in name order."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -59,14 +60,10 @@ def _text_files(paths: Iterable[PathLike]) -> list[Path]:
     return files
 
 
-def load_sentences(paths: Sequence[PathLike] | None = None) -> list[str]:
-    """Read sentence files (one a line; blank lines and ``#`` comments skipped).
-
-    ``paths`` are files or directories (their ``*.txt`` in name order); the default is the
-    bundled ``sentences/``. Whitespace is collapsed and sentences whose :func:`sentence_key`
-    repeats an earlier one are dropped, so the result has distinct keys, in file order.
-    """
-    files = _text_files([TEXT_DIR] if paths is None else paths)
+def read_sentences(files: Iterable[Path], key: Callable[[str], str]) -> list[str]:
+    """The sentences of ``files``, one a line (blank lines and ``#`` comments skipped, whitespace
+    collapsed), in file order; a sentence whose ``key`` is empty is skipped, one whose ``key``
+    repeats an earlier one dropped (counted in the log). Shared by the mini corpora."""
     out: list[str] = []
     seen: set[str] = set()
     dropped = 0
@@ -75,22 +72,32 @@ def load_sentences(paths: Sequence[PathLike] | None = None) -> list[str]:
             s = " ".join(line.split())
             if not s or s.startswith("#"):
                 continue
-            key = sentence_key(s)
-            if not key:
+            k = key(s)
+            if not k:
                 continue
-            if key in seen:
+            if k in seen:
                 dropped += 1
                 continue
-            seen.add(key)
+            seen.add(k)
             out.append(s)
     if dropped:
         log.warning("dropped %d duplicate sentences", dropped)
     return out
 
 
+def load_sentences(paths: Sequence[PathLike] | None = None) -> list[str]:
+    """Read sentence files (one a line; blank lines and ``#`` comments skipped).
+
+    ``paths`` are files or directories (their ``*.txt`` in name order); the default is the
+    bundled ``sentences/``. Whitespace is collapsed and sentences whose :func:`sentence_key`
+    repeats an earlier one are dropped, so the result has distinct keys, in file order.
+    """
+    return read_sentences(text_files([TEXT_DIR] if paths is None else paths), sentence_key)
+
+
 def text_fingerprint(paths: Sequence[PathLike] | None = None) -> dict[str, str]:
     """sha256 of each sentence file, for ``local/text_source.txt``."""
-    files = _text_files([TEXT_DIR] if paths is None else paths)
+    files = text_files([TEXT_DIR] if paths is None else paths)
     return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 

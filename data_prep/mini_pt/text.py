@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from data_prep.mini_en import seeds
+from data_prep.mini_en.text import read_sentences, text_files
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -27,41 +28,11 @@ def sentence_key(sentence: str) -> str:
     return _KEY_RE.sub(" ", sentence.lower()).strip()
 
 
-def _text_files(paths: Sequence[PathLike]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files.extend(sorted(p.glob("*.txt")))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"text source not found: {p}")
-    if not files:
-        raise ValueError(f"no sentence files (*.txt) in {[str(p) for p in paths]}")
-    return files
-
-
 def load_sentences(paths: Sequence[PathLike] | None = None) -> list[str]:
     """Sentences of ``paths`` (files, or folders of ``*.txt`` in name order; default the bundled
     text), one a line, blank lines and ``#`` comments skipped, whitespace collapsed; a sentence
     whose :func:`sentence_key` repeats an earlier one is dropped (counted in the log)."""
-    out: list[str] = []
-    seen: set[str] = set()
-    dropped = 0
-    for f in _text_files([TEXT_DIR] if paths is None else paths):
-        for line in f.read_text(encoding="utf-8").splitlines():
-            s = " ".join(line.split())
-            key = sentence_key(s)
-            if not s or s.startswith("#") or not key:
-                continue
-            if key in seen:
-                dropped += 1
-                continue
-            seen.add(key)
-            out.append(s)
-    if dropped:
-        log.warning("dropped %d duplicate sentences", dropped)
-    return out
+    return read_sentences(text_files([TEXT_DIR] if paths is None else paths), sentence_key)
 
 
 def split_sentences(
