@@ -24,8 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from data_prep.mini_en import seeds
+from data_prep.mini_en.text import split_sentences
 from data_prep.mini_pt.conventions import annotate
-from data_prep.mini_pt.text import split_sentences
 from data_prep.mini_pt.voices import (
     PITCH_JITTER,
     SPEED_JITTER,

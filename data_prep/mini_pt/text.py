@@ -1,4 +1,5 @@
-"""The sentences of mini_pt: loading, de-duplication keys and the split pools.
+"""The sentences of mini_pt: loading and de-duplication keys (the split pools are mini_en's
+:func:`~data_prep.mini_en.text.split_sentences`).
 
 The bundled sentences (:data:`TEXT_DIR`, ``sentences/``) were written for speechdistill in the
 style of NURC-SP's spontaneous speech; see its README for the licence.
@@ -6,16 +7,12 @@ style of NURC-SP's spontaneous speech; see its README for the licence.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_prep.mini_en import seeds
 from data_prep.mini_en.text import read_sentences, text_files
 from speechdistill.utils import PathLike
-
-log = logging.getLogger(__name__)
 
 #: The bundled text: every ``*.txt`` file in this directory, one sentence a line.
 TEXT_DIR = Path(__file__).resolve().parent / "sentences"
@@ -33,21 +30,3 @@ def load_sentences(paths: Sequence[PathLike] | None = None) -> list[str]:
     text), one a line, blank lines and ``#`` comments skipped, whitespace collapsed; a sentence
     whose :func:`sentence_key` repeats an earlier one is dropped (counted in the log)."""
     return read_sentences(text_files([TEXT_DIR] if paths is None else paths), sentence_key)
-
-
-def split_sentences(
-    sentences: Sequence[str], num_dev: int, num_test: int, seed: int
-) -> dict[str, list[str]]:
-    """Disjoint pools, independent of the train size: ``test`` and ``dev`` (the sizes asked)
-    and ``train`` (the rest), in a seeded order."""
-    if num_dev + num_test >= len(sentences):
-        raise ValueError(
-            f"{len(sentences)} sentences cannot give {num_dev} dev + {num_test} test and leave "
-            "any for train"
-        )
-    order = seeds.rng(seed, "sentences").sample(list(sentences), len(sentences))
-    return {
-        "test": order[:num_test],
-        "dev": order[num_test : num_test + num_dev],
-        "train": order[num_test + num_dev :],
-    }
