@@ -16,11 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "compare",
         help="WER difference of two systems on the same references, with a paired bootstrap CI",
         description="Score --hyp-a and --hyp-b against --ref and print B − A with a paired "
-        "bootstrap interval (utterances resampled jointly) and P(B better); --out writes JSON.",
+        "bootstrap interval (utterances resampled jointly) and P(B better); --out writes JSON. "
+        "A system given as several runs (seeds) is compared on its per-utterance mean errors.",
     )
     c.add_argument("--ref", required=True, help="reference text (utt text)")
-    c.add_argument("--hyp-a", required=True, help="hypotheses of system A (e.g. the teacher)")
-    c.add_argument("--hyp-b", required=True, help="hypotheses of system B (e.g. the student)")
+    c.add_argument(
+        "--hyp-a", required=True, nargs="+", metavar="HYP",
+        help="hypotheses of system A (e.g. the teacher); several files are runs of one system "
+        "(e.g. training seeds), each utterance's errors averaged over them",
+    )  # fmt: skip
+    c.add_argument(
+        "--hyp-b", required=True, nargs="+", metavar="HYP",
+        help="hypotheses of system B (e.g. the student), one or more runs",
+    )  # fmt: skip
     c.add_argument("--name-a", default="A")
     c.add_argument("--name-b", default="B")
     c.add_argument(
@@ -37,8 +45,8 @@ def run_compare(args: argparse.Namespace) -> int:
     from speechdistill.utils import atomic_write_text
 
     refs = read_kv(args.ref)
-    a, b = (score(refs, read_kv(h), normalizer=args.normalizer, bootstrap=0, on_missing="error")
-            for h in (args.hyp_a, args.hyp_b))  # fmt: skip
+    a, b = ([score(refs, read_kv(h), normalizer=args.normalizer, bootstrap=0, on_missing="error")
+             for h in hyps] for hyps in (args.hyp_a, args.hyp_b))  # fmt: skip
     result = paired_bootstrap(a, b, n_resamples=args.bootstrap, seed=args.seed)
     print(result.summary(args.name_a, args.name_b))
     if args.out:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +50,8 @@ class PairedComparison:
 
 
 def paired_bootstrap(
-    a: ScoreResult,
-    b: ScoreResult,
+    a: ScoreResult | Sequence[ScoreResult],
+    b: ScoreResult | Sequence[ScoreResult],
     *,
     n_resamples: int = 1000,
     seed: int = 0,
@@ -58,25 +59,46 @@ def paired_bootstrap(
 ) -> PairedComparison:
     """Compare two scorings of the same references (their normalised views).
 
-    Raises ValueError when they differ in utterances, references or normaliser.
+    Either side may be several runs of one system (e.g. three training seeds): an utterance's
+    errors are then its mean over the runs, so the interval covers the test set's sampling with
+    the seeds averaged, and ``wer_a``/``wer_b`` are the runs' pooled WERs.
+
+    Raises ValueError when the scorings differ in utterances, references or normaliser.
     """
-    va, vb = a.normalized, b.normalized
+    runs_a = [a] if isinstance(a, ScoreResult) else list(a)
+    runs_b = [b] if isinstance(b, ScoreResult) else list(b)
+    if not runs_a or not runs_b:
+        raise ValueError("each system needs at least one scored run")
+    first = runs_a[0]
+    utts, words = _utterances(first)
+    err_a = np.mean([_errors(first, r, utts) for r in runs_a], axis=0)
+    err_b = np.mean([_errors(first, r, utts) for r in runs_b], axis=0)
+    sums = resampled_sums(err_b - err_a, words, n_resamples, seed)
+    delta_ci, p_better = None, None
+    if sums is not None:
+        delta_ci = percentile_interval(*sums, confidence)
+        p_better = float((sums[0] < 0).mean())
+    total = float(words.sum())
+    wer_a, wer_b = (float(e.sum()) / total if total else float("nan") for e in (err_a, err_b))
+    return PairedComparison(len(utts), int(total), wer_a, wer_b, delta_ci, p_better)
+
+
+def _utterances(result: ScoreResult) -> tuple[list[str], np.ndarray]:
+    by_utt = {u.utt: u for u in result.normalized.utts}
+    utts = c_sorted(by_utt)
+    return utts, np.array([by_utt[u].words.ref for u in utts], dtype=np.float64)
+
+
+def _errors(first: ScoreResult, other: ScoreResult, utts: list[str]) -> np.ndarray:
+    """``other``'s word errors per utterance, after checking it scores what ``first`` scores."""
+    va, vb = first.normalized, other.normalized
     if (va.normalizer, dict(va.options)) != (vb.normalizer, dict(vb.options)):
         raise ValueError(f"scored with different normalisers: {va.normalizer}, {vb.normalizer}")
     ua, ub = {u.utt: u for u in va.utts}, {u.utt: u for u in vb.utts}
     if ua.keys() != ub.keys():
         only = c_sorted(ua.keys() ^ ub.keys())
         raise ValueError(f"{len(only)} utterances scored in one result only: {name_some(only)}")
-    utts = c_sorted(ua)
     differ = [u for u in utts if ua[u].ref != ub[u].ref]
     if differ:
         raise ValueError(f"references differ for {len(differ)} utterances: {name_some(differ)}")
-    err_a = np.array([ua[u].words.err for u in utts], dtype=np.float64)
-    err_b = np.array([ub[u].words.err for u in utts], dtype=np.float64)
-    words = np.array([ua[u].words.ref for u in utts], dtype=np.float64)
-    sums = resampled_sums(err_b - err_a, words, n_resamples, seed)
-    delta_ci, p_better = None, None
-    if sums is not None:
-        delta_ci = percentile_interval(*sums, confidence)
-        p_better = float((sums[0] < 0).mean())
-    return PairedComparison(len(utts), int(words.sum()), va.wer, vb.wer, delta_ci, p_better)
+    return np.array([ub[u].words.err for u in utts], dtype=np.float64)

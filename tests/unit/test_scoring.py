@@ -448,3 +448,37 @@ def test_paired_bootstrap_of_two_systems(tmp_path):
     assert body["delta"] == pytest.approx(0.04) and body["delta_ci"] == pytest.approx(
         [lo, hi], abs=1e-4
     )
+
+
+def test_paired_bootstrap_of_several_runs(tmp_path):
+    """A system given as several runs (seeds) is compared on its per-utterance mean errors; one
+    run of each side is the two-system comparison; a run of other utterances is refused."""
+    from speechdistill.scoring import paired_bootstrap
+
+    refs = {f"u{i}": "the cat sat on mats" for i in range(10)}
+    bad = "the cat sat on hats"  # one substitution
+    run1 = {**refs, "u0": bad, "u1": bad}  # 2 errors
+    run2 = {**refs, "u0": bad, "u1": bad, "u2": bad, "u3": bad}  # 4 errors
+    base = dict(refs)  # 0 errors
+    s1, s2, s0 = (score(refs, h, bootstrap=0) for h in (run1, run2, base))
+    cmp = paired_bootstrap(s0, [s1, s2], n_resamples=500, seed=0)
+    assert cmp.wer_a == 0.0 and cmp.wer_b == pytest.approx(3 / 50)  # mean of 2 and 4 errors
+    assert paired_bootstrap([s0], [s1], n_resamples=500) == paired_bootstrap(
+        s0, s1, n_resamples=500
+    )
+    lo, hi = cmp.delta_ci
+    assert 0.0 <= lo < 3 / 50 < hi
+    with pytest.raises(ValueError, match="one result only"):
+        paired_bootstrap(s0, [s1, score({"u0": refs["u0"]}, {"u0": bad}, bootstrap=0)])
+    with pytest.raises(ValueError, match="at least one"):
+        paired_bootstrap([], s1)
+
+    for name, hyp in (("r1", run1), ("r2", run2), ("b", base)):
+        (tmp_path / name).write_text("".join(f"{k} {v}\n" for k, v in hyp.items()))
+    (tmp_path / "ref").write_text("".join(f"{k} {v}\n" for k, v in refs.items()))
+    out = tmp_path / "cmp.json"
+    argv = ["compare", "--ref", str(tmp_path / "ref"), "--hyp-a", str(tmp_path / "b"),
+            "--hyp-b", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    body = json.loads(out.read_text())
+    assert body["wer_b"] == pytest.approx(0.06) and len(body["b"]) == 2
