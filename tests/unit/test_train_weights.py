@@ -48,7 +48,7 @@ def test_weighted_losses_are_the_weighted_mean_over_tokens_by_hand():
     valid = labels != IGNORE_INDEX
     ce_tok = F.cross_entropy(student.reshape(-1, 7), labels.reshape(-1), reduction="none",
                              ignore_index=IGNORE_INDEX).reshape(2, 4)  # fmt: skip
-    kl_tok = (F.softmax(teacher, -1) * (F.log_softmax(teacher, -1) - F.log_softmax(student, -1)))
+    kl_tok = F.softmax(teacher, -1) * (F.log_softmax(teacher, -1) - F.log_softmax(student, -1))
     kl_tok = kl_tok.sum(-1)
     # utterance 0: 3 tokens of weight 0.2; utterance 1: 3 tokens of weight 0.9
     by_hand_ce = (0.2 * ce_tok[0, :3].sum() + 0.9 * ce_tok[1, 1:].sum()) / (3 * 0.2 + 3 * 0.9)
