@@ -121,7 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=unit_weight,
         default=0.1,
         metavar="FLOOR",
-        help="weight of the worst-ranked (and of NaN-scored) utterances, in (0, 1] (default: 0.1)",
+        help="the lowest weight, in (0, 1]: NaN-scored utterances get it, the worst-ranked one "
+        "FLOOR + (1 - FLOOR) / n (default: 0.1)",
     )
     w.add_argument(
         "--min-hours",

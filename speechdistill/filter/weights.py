@@ -14,7 +14,7 @@ from typing import Any
 
 from speechdistill.filter.select import ScoreExpr, Scores, percentile_ranks
 
-#: The weight of the worst-ranked utterance, by default.
+#: The default lowest weight (of an utterance the score could not judge).
 DEFAULT_FLOOR = 0.1
 
 
