@@ -129,6 +129,11 @@ def test_equal_weights_train_as_none_and_others_do_not(setup, tmp_path, caplog):
                             {u: 1.0 if i % 2 else 0.05 for i, u in enumerate(utts)})  # fmt: skip
     other = _train(setup, skewed, tmp_path / "other")
     assert any(not torch.allclose(other[k], plain[k], rtol=1e-4, atol=1e-5) for k in plain)
+    # the weighted mean is over the step's tokens, not a mean of batch means: 4 batches of 1
+    # accumulated train as 2 batches of 2 (the same 4 utterances a step)
+    ones = _train(setup, skewed, tmp_path / "ones", batch_size=1, grad_accum=4)
+    for k in plain:
+        torch.testing.assert_close(ones[k], other[k], rtol=1e-4, atol=1e-5)
 
 
 def test_a_resume_with_other_weights_is_refused(setup, tmp_path):
