@@ -13,8 +13,10 @@ from speechdistill.cli.options import (
     non_negative_float,
     non_negative_int,
     out_dir,
+    positive_float,
     positive_int,
     probability,
+    unit_weight,
 )
 
 RULES_HELP = """\
@@ -36,6 +38,10 @@ examples:
   supervised (distil-whisper, WER < 10 %):  --keep "supervised_wer>-0.1"
   clips of another language (multilingual teacher, pseudo-label --language pt):  --min-lang-prob 0.01
   chosen on a labelled subset:  --ref data/dev_labelled/text --keep auto
+  down-weight instead of dropping (utt2weight, used by train):
+               --keep "empty>=1" --keep "top:80%:confidence" --mode weight
+  drop, but fall back to weighting when under 10 h are left:
+               --keep "top:50%:confidence" --min-hours 10 --fallback weight
 """
 
 
@@ -93,6 +99,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="P",
         help="reject clips of another language: the rule lang_id>=P (a multilingual teacher's "
         "probability of --language, utt2lang_prob)",
+    )
+    w = p.add_argument_group("weights (utt2weight: per-utterance loss weights for train)")
+    w.add_argument(
+        "--mode",
+        choices=("drop", "weight"),
+        default="drop",
+        help="drop: the rules drop utterances; weight: only the thresholds drop, every other "
+        "utterance is kept with weight FLOOR + (1 - FLOOR) x its percentile rank of the first "
+        "quota rule's score (or --weight's) among the kept ones (default: drop)",
+    )
+    w.add_argument(
+        "--weight",
+        metavar="SCORE",
+        help="the score that ranks the weights (a name or rank_avg(a,b,...)); in drop mode, "
+        "write utt2weight for the kept utterances too. Without it and in drop mode the input's "
+        "utt2weight, if any, is carried for the kept utterances",
+    )
+    w.add_argument(
+        "--weight-floor",
+        type=unit_weight,
+        default=0.1,
+        metavar="FLOOR",
+        help="the lowest weight, in (0, 1]: NaN-scored utterances get it, the worst-ranked one "
+        "FLOOR + (1 - FLOOR) / n (default: 0.1)",
+    )
+    w.add_argument(
+        "--min-hours",
+        type=positive_float,
+        default=None,
+        metavar="H",
+        help="warn (log and report) when the kept audio is under H hours",
+    )
+    w.add_argument(
+        "--fallback",
+        choices=("none", "weight"),
+        default="none",
+        help="under --min-hours: none (keep the small selection) or weight (switch to --mode "
+        "weight) (default: none)",
     )
     g = p.add_argument_group("references (diagnostics, auto, supervised scores)")
     g.add_argument("--ref", help="reference text for some or all utterances (default: DATA/text)")
@@ -204,12 +248,21 @@ def run_filter(args: argparse.Namespace) -> int:
         objective=args.objective,
         labelled_max_wer=args.labelled_max_wer,
         plots=not args.no_plots,
+        mode=args.mode,
+        weight=args.weight,
+        weight_floor=args.weight_floor,
+        min_hours=args.min_hours,
+        fallback=args.fallback,
     )
     result = filter_data_dir(config)
     r = result.report
+    w = r["weights"]
+    weighted = f", {w['weighted_hours']:.3f} weighted h, mean weight {w['mean']:.3f}" if w else ""
     print(
-        f"filter: kept {r['kept']['utts']} of {r['input']['utts']} utterances "
-        f"({r['kept']['hours']:.3f} of {r['input']['hours']:.3f} h) -> {result.out}"
+        f"filter ({r['mode']}): kept {r['kept']['utts']} of {r['input']['utts']} utterances "
+        f"({r['kept']['hours']:.3f} of {r['input']['hours']:.3f} h{weighted}) -> {result.out}"
     )
+    if r["min_hours"] and r["min_hours"]["message"]:
+        print(f"warning: {r['min_hours']['message']}")
     print(f"report: {result.exp_dir / 'report.md'}")
     return 0

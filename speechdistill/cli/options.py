@@ -24,6 +24,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "probability",
+    "unit_weight",
 ]
 
 
@@ -70,6 +71,8 @@ positive_float = _bounded(float, lambda v: v > 0, "a number > 0",
                           "A finite number > 0 (durations in seconds, temperatures).")  # fmt: skip
 non_negative_float = _bounded(float, lambda v: v >= 0, "a number >= 0", "A finite number >= 0.")
 probability = _bounded(float, lambda v: 0 <= v <= 1, "a number in [0, 1]", "A number in [0, 1].")
+unit_weight = _bounded(float, lambda v: 0 < v <= 1, "a number in (0, 1]",
+                       "A number in (0, 1] (loss weights: --weight-floor).")  # fmt: skip
 
 
 def str2bool(text: str) -> bool:

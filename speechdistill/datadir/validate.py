@@ -28,7 +28,8 @@ Checks (as Kaldi, unless noted):
 - ``utt2reco`` (not Kaldi's; each utterance's recording, written by preparers whose corpus knows
   the recording but ships one file per utterance): every utterance, one safe recording id each,
   the segment's recording when there are segments.
-- ``utt2dur``/``reco2dur`` durations positive and finite; ``utt2num_frames`` positive integers.
+- ``utt2dur``/``reco2dur`` durations positive and finite; ``utt2num_frames`` positive integers;
+  ``utt2weight`` (not Kaldi's: per-utterance loss weights) one number in (0, 1] a line.
 - ``spk2gender`` (``m``/``f``) and ``cmvn.scp`` keyed by exactly the speakers.
 - Utterance-keyed files: the standard ones (:data:`STRICT_UTT_FILES`) must have exactly the
   utterances of ``utt2spk``; other ``text.*``/``utt2*`` files (stage outputs such as
@@ -57,6 +58,7 @@ from speechdistill.datadir.core import (
     unsafe_id_reason,
 )
 from speechdistill.datadir.reco import segment_layout_warnings
+from speechdistill.datadir.weights import UTT2WEIGHT, weight_problem
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -569,6 +571,10 @@ def _check_utt_files(c: _Checker, utts: set[str]) -> None:
         strict = name in STRICT_UTT_FILES and not c.opts.stage_input  # stages take subsets
         c.compare_keys(name, entries, utts, "utt2spk", subset_ok=not strict)
     _check_durations(c, "utt2dur")
+    for e in (c.load(UTT2WEIGHT) or {}).values():
+        problem = weight_problem(e.value)
+        if problem is not None:
+            c.error(UTT2WEIGHT, f"{e.key!r}: {problem}", e.line)
     for e in (c.load("utt2num_frames") or {}).values():
         if not (e.value.isdigit() and int(e.value) > 0):
             c.error("utt2num_frames", f"expected a positive integer, got {e.value!r}", e.line)

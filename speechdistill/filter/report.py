@@ -83,6 +83,7 @@ def format_report_md(r: Mapping[str, Any]) -> str:
         f"- kept: {kept['utts']} utterances, {kept['hours']:.3f} h "
         f"({_pct(kept['utts'] / inp['utts'] if inp['utts'] else None)} %)",
         f"- dropped: {dropped['utts']} utterances, {dropped['hours']:.3f} h",
+        *_weights_md(r),
         f"- normaliser: `{r['normalizer']}`; scores: higher = better label "
         f"(files `utt2score_<name>` in `{r['scores_dir']}`)",
     ]
@@ -97,6 +98,12 @@ def format_report_md(r: Mapping[str, Any]) -> str:
             "Thresholds are evaluated on the whole input, then quotas (top, hours) in order on "
             "what is left. *alone*: what the rule keeps by itself; *after*: what is left once it "
             "has been applied."
+            + (
+                " Mode weight: the quotas' rows say what dropping would keep; they were not "
+                "applied (every utterance that passes the thresholds is kept, weighted)."
+                if r.get("mode") == "weight"
+                else ""
+            )
         )
         lines.append("")
         rows = [
@@ -138,6 +145,35 @@ def format_report_md(r: Mapping[str, Any]) -> str:
         lines += ["", "## Plots", ""]
         lines += [f"- [{Path(p).name}]({Path(p).relative_to(r['exp_dir'])})" for p in r["plots"]]
     return "\n".join(lines) + "\n"
+
+
+def _weights_md(r: Mapping[str, Any]) -> list[str]:
+    """The report's lines on the mode, the weights and ``--min-hours``."""
+    lines = []
+    mode = r.get("mode", "drop")
+    if mode != "drop":
+        lines.append(
+            "- mode: weight (the quota rules rank the weights instead of dropping utterances)"
+        )
+    w = r.get("weights")
+    if w:
+        source = (
+            f"from the percentile rank of `{w['score']}` among the kept utterances, floor "
+            f"{w['floor']:g}"
+            if w["source"] == "filter"
+            else "the input's `utt2weight`, carried"
+        )
+        lines.append(
+            f"- weights (`utt2weight`, {source}): weighted hours Σ w·dur "
+            f"{w['weighted_hours']:.3f} h, mean weight {_f(w['mean'])} "
+            f"(min {_f(w['min'])}, max {_f(w['max'])})"
+        )
+    m = r.get("min_hours")
+    if m and m.get("message"):
+        lines.append(f"- **warning**: {m['message']}")
+    elif m:
+        lines.append(f"- --min-hours {m['min_hours']:g}: the selection keeps {m['hours']:.3f} h")
+    return lines
 
 
 def _diagnostics_md(d: Mapping[str, Any]) -> list[str]:

@@ -133,6 +133,14 @@ def _expr(text: str, known: Iterable[str] | None, rule: str) -> ScoreExpr:
     return ScoreExpr(names, rank_avg=m is not None)
 
 
+def parse_score(text: str, known: Iterable[str] | None = None) -> ScoreExpr:
+    """Parse a score expression (a name or ``rank_avg(a,b,…)``), e.g. ``--weight``'s."""
+    s = "".join(text.split())
+    if not re.fullmatch(_EXPR, s):
+        raise RuleError(f"bad score {text!r}: expected a score name or rank_avg(a,b,...)")
+    return _expr(s, known, text)
+
+
 def parse_rule(text: str, known: Iterable[str] | None = None) -> Rule:
     """Parse one ``--keep`` rule (see the module docstring); ``known`` = valid score names."""
     s = "".join(text.split())

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from speechdistill.datadir.weights import UTT2WEIGHT
 from speechdistill.utils import (
     CLAIM_IGNORED,
     OWNER_FILE,
@@ -159,6 +160,15 @@ def tensorboard_writer(path: Path):
         log.info("tensorboard is not installed (pip install 'speechdistill[logs]'): CSV log only")
         return None
     return SummaryWriter(str(path))
+
+
+def warn_weights_ignored(train_dir: PathLike, command: str) -> None:
+    """A trainer without per-utterance weights warns that the train dir's ``utt2weight`` is
+    not used (only Whisper KD training weighs its losses by it)."""
+    path = Path(train_dir) / UTT2WEIGHT
+    if path.is_file():
+        log.warning("%s: ignored by %s (per-utterance weights are used by Whisper KD training "
+                    "only): every utterance counts alike", path, command)  # fmt: skip
 
 
 def _window_totals(acc, counts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -506,7 +516,9 @@ class AcceleratedTrainer:
         with the whole batch computes it.
         """
         n = self._batch_items[kind].detach().float().cpu()
-        return n * self.acc.num_processes / self._window_items[kind].clamp(min=1)
+        # counts may be sums of weights under 1 (utt2weight): no clamp to 1; N = 0 means n = 0
+        total = self._window_items[kind].clamp(min=torch.finfo(torch.float32).tiny)
+        return n * self.acc.num_processes / total
 
     # ---------------------------------------------------------------------------- logging
     def _log_train(self, running: dict[str, float], n: int) -> None:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 #: Loss weights of the two readings of Distil-Whisper: the paper (CE 1.0, KL 0.8) and its
 #: training code (0.8·CE + 1.0·KL). ``loss_preset`` picks one; ``alpha_ce``/``alpha_kd`` win.
 LOSS_PRESETS = {"paper": (1.0, 0.8), "code": (0.8, 1.0)}
+#: ``sample_weights``: use ``utt2weight`` when it exists, require it, or ignore it.
+SAMPLE_WEIGHTS = ("auto", "true", "false")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -133,6 +135,12 @@ class TrainConfig(BaseTrainConfig):
     max_label_tokens: int = field(
         default=200, metadata={"help": "longer labels are skipped (logged)"}
     )
+    sample_weights: str = field(
+        default="auto",
+        metadata={"help": "per-utterance loss weights from the train dir's utt2weight (filter "
+                  "--mode weight): auto (when the file exists) | true (required) | false "
+                  "(ignored)"},
+    )  # fmt: skip
     timestamp_prob: float = field(
         default=0.0,
         metadata={
@@ -222,6 +230,13 @@ class TrainConfig(BaseTrainConfig):
         super().__post_init__()
         if self.loss_preset not in LOSS_PRESETS:
             raise ValueError(f"loss_preset must be one of {sorted(LOSS_PRESETS)}")
+        if isinstance(self.sample_weights, bool):  # YAML's true/false
+            self.sample_weights = str(self.sample_weights).lower()
+        if self.sample_weights not in SAMPLE_WEIGHTS:
+            raise ValueError(
+                f"sample_weights must be one of {', '.join(SAMPLE_WEIGHTS)}, "
+                f"got {self.sample_weights!r}"
+            )
         if self.teacher_mode not in ("online", "shared_encoder", "cache"):
             raise ValueError(f"unknown teacher_mode {self.teacher_mode!r}")
         if self.on_policy_weight < 0 or self.on_policy_temperature < 0:

@@ -32,6 +32,7 @@ from speechdistill.train.common import (
     make_accelerator,
     plot_curves,
     tensorboard_writer,
+    warn_weights_ignored,
 )
 from speechdistill.train.config import CTCTrainConfig
 from speechdistill.train.losses import IGNORE_INDEX
@@ -122,6 +123,7 @@ class CTCTrainer(AcceleratedTrainer):
 
         check_stage_input(train_dir, "ctc-finetune", needs=("text",))  # before any model
         check_stage_input(dev_dir, "ctc-finetune (dev set)", needs=("text",))
+        warn_weights_ignored(train_dir, "ctc-finetune")
         self.config = config
         self.out = Path(out_dir)
         self._claim_out()

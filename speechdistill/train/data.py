@@ -17,6 +17,9 @@ that training and the RS-KD cache see exactly what the teacher generated (re-tok
 without ``utt2teacher_tokens_ts``); other texts are tokenised with a leading space, as Whisper's
 transcripts start.
 
+With ``utt2weight`` in the data dir (``sample_weights``), each example carries its utterance's
+weight, by which the trainer multiplies every token loss of the example.
+
 In cache mode the RS-KD samples of the label drawn (``rskd`` or ``rskd_ts``) are placed on its
 positions, after the prompt and any context. They were drawn with the teacher forced on the
 label alone, without the context: an approximation (the online modes give the teacher the
@@ -39,6 +42,7 @@ import torch
 from speechdistill.audio import SAMPLE_RATE, read_audio
 from speechdistill.cache import CacheReader
 from speechdistill.datadir import DataDir
+from speechdistill.datadir.weights import UTT2WEIGHT, read_weights
 from speechdistill.train.config import TrainConfig
 from speechdistill.train.losses import IGNORE_INDEX, pack_sparse
 from speechdistill.whisper.language import resolve_language
@@ -91,6 +95,24 @@ class Prompt:
         )
 
 
+def sample_weights_file(data_dir: str | Path, mode: str) -> Path | None:
+    """The data dir's ``utt2weight`` when training uses it (``sample_weights``: ``auto`` when it
+    exists, ``true`` required, ``false`` never), else None."""
+    path = Path(data_dir) / UTT2WEIGHT
+    if mode == "false":
+        if path.is_file():
+            log.info("%s: ignored (sample_weights=false)", path)
+        return None
+    if not path.is_file():
+        if mode == "true":
+            raise FileNotFoundError(
+                f"{path}: no such file (sample_weights=true needs it; `speechdistill filter "
+                "--mode weight` or `--weight SCORE` writes it)"
+            )
+        return None
+    return path
+
+
 def _rng(seed: int, epoch: int, utt: str) -> np.random.Generator:
     digest = hashlib.sha256(f"{seed}:{epoch}:{utt}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
@@ -100,8 +122,9 @@ class KDDataset(torch.utils.data.Dataset):
     """The utterances of a (pseudo-labelled, filtered) data dir as Whisper KD examples.
 
     Each item: ``utt``, ``input_features`` (80/128 × 3000, float32) or ``encoder_states``
-    (cache), ``decoder_input_ids`` and ``labels`` (lists of ints), and ``rskd`` + ``rskd_start``
-    with the cache. Random choices (timestamps, previous context) depend on (seed, epoch,
+    (cache), ``decoder_input_ids`` and ``labels`` (lists of ints), ``rskd`` + ``rskd_start``
+    with the cache, and ``weight`` with ``weights_file`` (``utt2weight``: every training
+    utterance needs one). Random choices (timestamps, previous context) depend on (seed, epoch,
     utterance) only, so a resumed run makes the same ones.
     """
 
@@ -113,6 +136,7 @@ class KDDataset(torch.utils.data.Dataset):
         config: TrainConfig,
         *,
         cache: CacheReader | None = None,
+        weights_file: str | Path | None = None,
     ):
         self.dir = DataDir(data_dir)
         self.processor = processor
@@ -177,11 +201,22 @@ class KDDataset(torch.utils.data.Dataset):
         if not self.ids:
             raise ValueError(f"{self.dir.path}: no utterance to train on")
         self.utts = list(self.ids)
+        self.weights = None if weights_file is None else self._weights(Path(weights_file))
         self.utt2spk = self.dir.utt2spk()
         self._prev = self._previous_utterances()
 
     def __len__(self) -> int:
         return len(self.utts)
+
+    def _weights(self, path: Path) -> dict[str, float]:
+        weights = read_weights(path)
+        missing = [u for u in self.utts if u not in weights]
+        if missing:
+            raise ValueError(
+                f"{path}: no weight for {len(missing)} of the {len(self.utts)} training "
+                f"utterances (e.g. {missing[0]!r})"
+            )
+        return {u: weights[u] for u in self.utts}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -274,6 +309,8 @@ class KDDataset(torch.utils.data.Dataset):
         rng = _rng(self.config.seed, self.epoch, utt)
         t = self.targets(utt, rng)
         item: dict[str, Any] = {"utt": utt, "decoder_input_ids": t.inputs, "labels": t.labels}
+        if self.weights is not None:
+            item["weight"] = self.weights[utt]
         if self.cache is not None:
             kind, words = ("rskd_ts", self.ids_ts[utt]) if t.timestamps else ("rskd", self.ids[utt])
             rskd = self.cache.rskd(utt, kind)
@@ -308,6 +345,8 @@ def collate(items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
         "decoder_input_ids": inputs,
         "labels": labels,
     }
+    if "weight" in items[0]:
+        batch["utt_weights"] = torch.tensor([it["weight"] for it in items], dtype=torch.float32)
     if "input_features" in items[0]:
         batch["input_features"] = torch.stack([it["input_features"] for it in items])
     if "encoder_states" in items[0]:

@@ -45,6 +45,7 @@ from speechdistill.train.common import (
     make_accelerator,
     plot_curves,
     tensorboard_writer,
+    warn_weights_ignored,
 )
 from speechdistill.train.config import HubertTrainConfig
 from speechdistill.train.hubert_student import (
@@ -272,6 +273,7 @@ class HubertKDTrainer(AcceleratedTrainer):
 
         check_stage_input(train_dir, "train")  # before any model
         check_stage_input(dev_dir, "train (dev set)")
+        warn_weights_ignored(train_dir, "DistilHuBERT training")
         self.config = config
         self.out = Path(out_dir)
         self._claim_out()

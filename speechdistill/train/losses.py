@@ -11,6 +11,10 @@ Pure torch. Conventions shared by every loss here:
   batch, ``Σ_valid ℓ / N_valid``, pooled across utterances (not a mean of per-utterance means),
   as in Distil-Whisper and HF's cross-entropy; ``"sum"`` is ``Σ_valid ℓ``. With no valid
   position the loss is ``0``, never ``nan``.
+* **Token weights.** ``token_weights`` (a ``(B, L)`` float tensor, e.g. each utterance's
+  ``utt2weight`` repeated over its positions) makes ``"mean"`` the weighted mean
+  ``Σ_valid w·ℓ / Σ_valid w`` and ``"sum"`` ``Σ_valid w·ℓ``; equal weights give the unweighted
+  loss.
 * **Precision.** Inputs may be bf16/fp16; everything is upcast to fp32 (after dropping the
   padding) and computed in log space (``log_softmax`` / ``logsumexp`` / ``logaddexp``), so the
   results are fp32.
@@ -81,9 +85,18 @@ def _select(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _reduce(
-    per_item: torch.Tensor, reduction: Reduction, count: torch.Tensor | None = None
+    per_item: torch.Tensor,
+    reduction: Reduction,
+    count: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sum, or sum / ``count`` (default: number of items; ``0`` when there are none)."""
+    """Sum, or sum / ``count`` (default: number of items; ``0`` when there are none); with
+    ``weights`` (one per item) the weighted sum, or that over the sum of the weights."""
+    if weights is not None:
+        w = weights.to(per_item.device, torch.float32)
+        per_item = per_item * w
+        if reduction == "mean":  # a sum of weights may be under 1: no clamp to 1
+            return per_item.sum() / w.sum().clamp(min=torch.finfo(torch.float32).tiny)
     total = per_item.sum()
     if reduction == "sum":
         return total
@@ -92,6 +105,15 @@ def _reduce(
             return total / max(per_item.numel(), 1)
         return total / count.clamp(min=1)
     raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _token_weights(weights: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor | None:
+    """The weights of the valid positions ``(N,)`` (None stays None)."""
+    if weights is None:
+        return None
+    if tuple(weights.shape) != tuple(mask.shape):
+        raise ValueError(f"token_weights {tuple(weights.shape)} do not match {tuple(mask.shape)}")
+    return _select(weights, mask)
 
 
 def _check_temperature(temperature: float) -> None:
@@ -167,6 +189,7 @@ def kd_loss(
     skew: float = DEFAULT_SKEW,
     reduction: Reduction = "mean",
     ignore_index: int = IGNORE_INDEX,
+    token_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Token-level distillation loss ``T² · mean_valid D(p_T ‖ q_T)``.
 
@@ -189,7 +212,7 @@ def kd_loss(
     log_q = _log_softmax(_select(student_logits, m), temperature)
     log_p = _log_softmax(_select(teacher_logits, m), temperature)
     per_token = divergence_per_token(log_p, log_q, divergence, skew)
-    return temperature**2 * _reduce(per_token, reduction)
+    return temperature**2 * _reduce(per_token, reduction, weights=_token_weights(token_weights, m))
 
 
 def ce_loss(
@@ -199,6 +222,7 @@ def ce_loss(
     label_smoothing: float = 0.0,
     *,
     reduction: Reduction = "mean",
+    token_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy on hard labels: ``torch.nn.functional.cross_entropy`` over ``(..., V)``.
 
@@ -211,6 +235,16 @@ def ce_loss(
             f"labels {tuple(labels.shape)} do not match logits {tuple(student_logits.shape)}"
         )
     labels = labels.reshape(-1).to(student_logits.device)
+    if token_weights is not None:
+        valid = labels != ignore_index
+        per_token = F.cross_entropy(
+            student_logits.reshape(-1, vocab)[valid].float(),
+            labels[valid],
+            label_smoothing=label_smoothing,
+            reduction="none",
+        )
+        w = token_weights.reshape(-1).to(valid.device)[valid]
+        return _reduce(per_token, reduction, weights=w)
     total = F.cross_entropy(
         student_logits.reshape(-1, vocab).float(),
         labels,
@@ -233,6 +267,7 @@ def distil_whisper_loss(
     skew: float = DEFAULT_SKEW,
     ignore_index: int = IGNORE_INDEX,
     label_smoothing: float = 0.0,
+    token_weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Distil-Whisper's objective ``α_ce · CE + α_kd · KD`` on the (pseudo-)label positions.
 
@@ -245,7 +280,8 @@ def distil_whisper_loss(
     Returns ``{"loss": total (with grad), "ce": …, "kd": …}``; ``ce`` and ``kd`` are detached,
     for logging.
     """
-    ce = ce_loss(student_logits, labels, ignore_index, label_smoothing)
+    ce = ce_loss(student_logits, labels, ignore_index, label_smoothing,
+                 token_weights=token_weights)  # fmt: skip
     if teacher_logits is None:
         if alpha_kd != 0:
             raise ValueError("teacher_logits is required when alpha_kd != 0")
@@ -259,6 +295,7 @@ def distil_whisper_loss(
             temperature=temperature,
             skew=skew,
             ignore_index=ignore_index,
+            token_weights=token_weights,
         )
     loss = alpha_ce * ce + alpha_kd * kd
     return {"loss": loss, "ce": ce.detach(), "kd": kd.detach()}
@@ -378,6 +415,7 @@ def sparse_kd_loss(
     temperature: float = 1.0,
     reduction: Reduction = "mean",
     ignore_index: int = IGNORE_INDEX,
+    token_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """RS-KD loss from cached teacher samples: ``T² · mean_valid −Σ_u w_u log q_T(id_u)``.
 
@@ -408,7 +446,7 @@ def sparse_kd_loss(
     w = weights[m].to(device, torch.float32)  # (N, U)
     log_q = z.gather(-1, ids[m].to(device).long()) - torch.logsumexp(z, -1, keepdim=True)
     per_token = -torch.where(w > 0, w * log_q, 0.0).sum(-1)
-    return temperature**2 * _reduce(per_token, reduction)
+    return temperature**2 * _reduce(per_token, reduction, weights=_token_weights(token_weights, m))
 
 
 def dense_ce_with_soft_targets(

@@ -7,6 +7,8 @@ one line naming the differences, or with ``force`` the run's own files are remov
 starts over. Options that do not change what training computes (:data:`UNCHECKED_OPTIONS`)
 may differ. ``max_steps`` may change only under a constant learning-rate schedule (every other
 schedule is laid out over ``max_steps``, so the steps already taken would belong to another run).
+A setting added to the toolkit after a run was recorded counts as the same when it is at its
+default.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -99,17 +101,21 @@ def run_identity(config: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """The record of a run: its settings (but :data:`UNCHECKED_OPTIONS`) and ``inputs``
     (``name → {"path": …, …identity}``; the path is shown, not compared)."""
     settings = {k: v for k, v in asdict(config).items() if k not in UNCHECKED_OPTIONS}
-    return {"config": settings, "inputs": inputs}
+    defaults = {f.name: f.default for f in fields(config) if f.default is not MISSING}
+    return {"config": settings, "inputs": inputs, "defaults": defaults}
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(``name=value`` as recorded, as now) of every setting and input that differs."""
     was, now = [], []
     old_cfg, new_cfg = old.get("config", {}), new["config"]
+    defaults = new.get("defaults", {})
     constant = new_cfg.get("lr_schedule") in CONSTANT_SCHEDULES
     for k in sorted(set(old_cfg) | set(new_cfg)):
         if k == "max_steps" and constant and old_cfg.get("lr_schedule") == new_cfg["lr_schedule"]:
             continue  # checked against the step reached (resume)
+        if k not in old_cfg and k in defaults and new_cfg.get(k) == defaults[k]:
+            continue  # a setting added since the run was recorded, left at its default
         if old_cfg.get(k) != new_cfg.get(k):
             was.append(f"{k}={json.dumps(old_cfg.get(k))}")
             now.append(f"{k}={json.dumps(new_cfg.get(k))}")
@@ -176,6 +182,7 @@ def check_run(
         log.warning("%s: no record of the checkpoints' settings (%s): resuming unchecked",
                     out, RUN_FILE)  # fmt: skip
         return
+    identity = {k: v for k, v in identity.items() if k != "defaults"}
     if main_process:
         if old is not None and not force:  # max_steps of a constant schedule may have changed
             identity = {**old, "config": {**old["config"], "max_steps": identity["config"]

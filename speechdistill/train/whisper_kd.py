@@ -14,6 +14,12 @@ teacher in one of three modes:
 In every mode the context positions and padding are masked out of CE and KD alike (label -100;
 the sparse targets cover the label's tokens only).
 
+With per-utterance weights (the train dir's ``utt2weight``, ``sample_weights``) every token
+term of an example (CE, KD, RS-KD, on-policy KD) is multiplied by its utterance's weight and
+each term is the weighted mean ``Σ w·ℓ / Σ w`` over its positions of the step (the weighted
+counts of :meth:`WhisperKDTrainer.count_items`). The weights file's digest is an input of the
+run: a resume with other weights is refused.
+
 With ``on_policy_weight`` (on-policy KD, as in GKD, Agarwal et al. 2024, and DistiLLM) the
 student also decodes every batch itself, greedily or by sampling, and
 ``α_op · T² · D(teacher ‖ student)`` over the positions of its own decode (up to its
@@ -44,6 +50,7 @@ import torch
 
 from speechdistill.datadir import DataDir, check_stage_input
 from speechdistill.datadir.core import write_kv
+from speechdistill.datadir.weights import weights_sha256
 from speechdistill.inference.whisper import DecodeConfig, WhisperTranscriber, whisper_features
 from speechdistill.train import common
 from speechdistill.train.common import (  # noqa: F401  (re-exported)
@@ -57,7 +64,7 @@ from speechdistill.train.common import (  # noqa: F401  (re-exported)
 )
 from speechdistill.train.common import tensorboard_writer as _tensorboard
 from speechdistill.train.config import TrainConfig
-from speechdistill.train.data import KDDataset, collate
+from speechdistill.train.data import KDDataset, collate, sample_weights_file
 from speechdistill.train.losses import (
     IGNORE_INDEX,
     ce_loss,
@@ -241,12 +248,16 @@ class WhisperKDTrainer(AcceleratedTrainer):
         check_stage_input(train_dir, "train", needs=(config.label_file,))  # before any model
         if dev_dir is not None:
             check_stage_input(dev_dir, "train (dev set)")
+        weights_file = sample_weights_file(train_dir, config.sample_weights)
         self.config = config
         self.out = Path(out_dir)
         self._claim_out()
         self.acc = make_accelerator(config.mixed_precision)
         inputs = {"student": model_input(student_dir), "teacher": teacher_input(teacher_dir),
                   "train": data_input(train_dir), "dev": data_input(dev_dir)}  # fmt: skip
+        if weights_file is not None:  # only then: runs without weights keep their record
+            inputs["sample_weights"] = {"path": str(weights_file),
+                                        "sha256": weights_sha256(weights_file)}  # fmt: skip
         check_run(self.out, run_identity(config, inputs), force=force,
                   main_process=self.acc.is_main_process, extra_files=[DEV_DECODE])  # fmt: skip
         self.acc.wait_for_everyone()
@@ -290,7 +301,11 @@ class WhisperKDTrainer(AcceleratedTrainer):
                     "teacher's (init-student without --encoder-layers); use teacher_mode=online"
                 )
         dataset = KDDataset(train_dir, self.processor, self.student.generation_config, config,
-                            cache=cache)  # fmt: skip
+                            cache=cache, weights_file=weights_file)  # fmt: skip
+        if dataset.weights is not None and self.acc.is_main_process:
+            w = list(dataset.weights.values())
+            log.info("training with per-utterance weights from %s: %d utterances, mean %.3f",
+                     weights_file, len(w), sum(w) / len(w))  # fmt: skip
         self.pad_id = self.student.generation_config.pad_token_id
         self._prepare(self.student, dataset, functools.partial(collate, pad_id=self.pad_id),
                       train_dir)  # fmt: skip
@@ -373,13 +388,25 @@ class WhisperKDTrainer(AcceleratedTrainer):
 
     def count_items(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Label tokens (CE, and KD on the full distributions), cached positions (RS-KD) and
-        the student's decoded tokens (on-policy KD)."""
-        counts = {"labels": (batch["labels"] != IGNORE_INDEX).sum()}
+        the student's decoded tokens (on-policy KD); with utterance weights, the sums of their
+        weights."""
+        w = batch.get("utt_weights")
+
+        def count(mask: torch.Tensor) -> torch.Tensor:
+            return mask.sum() if w is None else (mask.float() * w.to(mask.device)[:, None]).sum()
+
+        counts = {"labels": count(batch["labels"] != IGNORE_INDEX)}
         if self.config.teacher_mode == "cache":
-            counts["cache"] = batch["sparse"].mask.sum()
+            counts["cache"] = count(batch["sparse"].mask)
         if "policy_mask" in batch:
-            counts["policy"] = batch["policy_mask"].sum()
+            counts["policy"] = count(batch["policy_mask"])
         return counts
+
+    @staticmethod
+    def _token_weights(batch: dict[str, Any], shape: torch.Size, device) -> torch.Tensor | None:
+        """Each position's utterance weight, ``shape`` ``(B, L)``; None without weights."""
+        w = batch.get("utt_weights")
+        return None if w is None else w.to(device)[:, None].expand(shape)
 
     def _teacher_states(self, batch: dict[str, Any]) -> torch.Tensor:
         """The teacher's encoder output: shared, cached, or its own pass (online)."""
@@ -418,10 +445,12 @@ class WhisperKDTrainer(AcceleratedTrainer):
         if cfg.teacher_mode == "cache":
             sp = batch["sparse"]
             # each term is a mean over its own positions (the cache covers the hypothesis only)
-            ce = ce_loss(label_logits, labels) * self.item_scale("labels").to(logits.device)
+            tw = self._token_weights(batch, labels.shape, logits.device)
+            ce = ce_loss(label_logits, labels, token_weights=tw)
+            ce = ce * self.item_scale("labels").to(logits.device)
             kd = sparse_kd_loss(label_logits, sp.ids.to(logits.device),
                                 sp.weights.to(logits.device), sp.mask.to(logits.device),
-                                temperature=cfg.temperature)  # fmt: skip
+                                temperature=cfg.temperature, token_weights=tw)  # fmt: skip
             kd = kd * self.item_scale("cache").to(kd.device)
             losses = {"loss": ce_w * ce + kd_w * kd, "ce": ce.detach(), "kd": kd.detach()}
         else:
@@ -429,17 +458,20 @@ class WhisperKDTrainer(AcceleratedTrainer):
                 t_logits = self.teacher(
                     encoder_outputs=(t_enc,), decoder_input_ids=dec_in[:n, :width]
                 ).logits
+            tw = self._token_weights(batch, labels.shape, logits.device)
             losses = distil_whisper_loss(label_logits, labels, t_logits, alpha_ce=ce_w,
                                          alpha_kd=kd_w, temperature=cfg.temperature,
-                                         divergence=cfg.divergence, skew=cfg.skew)  # fmt: skip
+                                         divergence=cfg.divergence, skew=cfg.skew,
+                                         token_weights=tw)  # fmt: skip
             scale = self.item_scale("labels").to(labels.device)
             losses = {k: v * scale for k, v in losses.items()}
         if policy is not None:
             with torch.no_grad():
                 t_policy = self.teacher(encoder_outputs=(t_enc,), decoder_input_ids=policy).logits
+            pw = self._token_weights(batch, batch["policy_mask"].shape, logits.device)
             op = kd_loss(logits[n:, : policy.shape[1]], t_policy, batch["policy_mask"],
                          divergence=cfg.divergence, temperature=cfg.temperature,
-                         skew=cfg.skew)  # fmt: skip
+                         skew=cfg.skew, token_weights=pw)  # fmt: skip
             op = op * self.item_scale("policy").to(op.device)
             losses["loss"] = losses["loss"] + cfg.on_policy_weight * op
             losses["on_policy"] = op.detach()
@@ -507,9 +539,10 @@ def train_whisper(
 ) -> dict[str, Any]:
     """Train (or resume the same run: see :mod:`~speechdistill.train.run`; ``force`` starts
     over) and return the summary written to ``out_dir/train.json``."""
-    # the language before the output dir is made
+    # the language and the weights file before the output dir is made
     check_model_language(student_dir, config.language, "the student", required=True)
     check_model_language(teacher_dir, config.language, "the teacher")
+    sample_weights_file(train_dir, config.sample_weights)  # sample_weights=true: the file
     with training_lock(out_dir):
         trainer = WhisperKDTrainer(student_dir, teacher_dir, train_dir, dev_dir, out_dir, config,
                                    force=force)  # fmt: skip

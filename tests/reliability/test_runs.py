@@ -241,3 +241,19 @@ def test_lost_rng_states_warn_that_the_resume_is_not_exact(hubert_data, tmp_path
         and "will not be bit-exact" in r.getMessage()
         for r in warnings
     )
+
+
+def test_a_setting_added_since_the_record_resumes_at_its_default(hubert_data, tmp_path):
+    """A run recorded before a setting existed resumes when the setting is at its default, and
+    is refused when it is not."""
+    out = tmp_path / "kd"
+    _train(hubert_data, out, _small())
+    path = out / "train_run.json"
+    record = json.loads(path.read_text())
+    assert "defaults" not in record
+    del record["config"]["target_norm"]  # as written by a version without the setting
+    path.write_text(json.dumps(record))
+    assert _train(hubert_data, out, _small())["steps"] == 2
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"was trained with target_norm=null; now target_norm="):
+        _train(hubert_data, out, _small(target_norm="utterance"))

@@ -250,3 +250,29 @@ def test_every_teacher_mode_trains_with_timestamps_and_context(setup, tmp_path, 
         assert all(math.isfinite(float(r[k])) and float(r[k]) > 0 for k in ("loss", "ce", "kd"))
     record = json.loads((out / "train_run.json").read_text())["config"]
     assert (record["timestamp_prob"], record["prev_context_prob"]) == (1.0, 1.0)
+
+
+def test_cache_mode_with_on_policy_kd_weighs_every_term_alike(setup, tmp_path):
+    """Equal utterance weights (sums under 1 a step) train the cached RS-KD, CE and on-policy
+    terms exactly as no weights do (test_train_weights.py: the other modes, unequal weights)."""
+    from safetensors.torch import load_file
+
+    from speechdistill.datadir.weights import write_weights
+
+    weighted = tmp_path / "pl_w"
+    weighted.mkdir()
+    for p in setup["pl"].iterdir():
+        if p.is_file():
+            shutil.copy2(p, weighted / p.name)
+    write_weights(weighted / "utt2weight", {u: 0.01 for u in DataDir(weighted).utt_ids()})
+    cfg = _small(teacher_mode="cache", cache_dir=str(setup["pl"] / CACHE_DIR),
+                 on_policy_weight=0.5, grad_accum=2)  # fmt: skip
+    models = []
+    for name, data in (("plain", setup["pl"]), ("weighted", weighted)):
+        train_whisper(setup["student"], setup["teacher"], data, setup["data"], tmp_path / name, cfg)
+        models.append(load_file(tmp_path / name / "model.safetensors"))
+    assert json.loads((tmp_path / "weighted" / "train_run.json").read_text())["inputs"][
+        "sample_weights"
+    ]["sha256"]
+    for k in models[0]:
+        torch.testing.assert_close(models[1][k], models[0][k], rtol=1e-4, atol=1e-5)
