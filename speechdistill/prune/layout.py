@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["ConvChain", "EncoderLayout", "layout_of"]
+__all__ = ["ConvChain", "EncoderLayout"]
 
 
 @dataclass
@@ -163,6 +163,3 @@ def _affine_params(norm: nn.Module | None) -> int:
 def _per_channel(norm: nn.Module) -> bool:
     return isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels
 
-
-def layout_of(model: nn.Module) -> EncoderLayout:
-    return EncoderLayout(model)
