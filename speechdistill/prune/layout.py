@@ -162,4 +162,3 @@ def _affine_params(norm: nn.Module | None) -> int:
 
 def _per_channel(norm: nn.Module) -> bool:
     return isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels
-

@@ -212,3 +212,44 @@ def test_lambdas_are_learnt_by_gradient_ascent():
     assert lagrangian.lambda2.item() > 0  # dL/dλ2 = (ŝ - t)² > 0: ascent raises it
     # so the loss λ1 (ŝ - t) + λ2 (ŝ - t)² is positive and shrinks as ŝ rises to t
     assert lagrangian(torch.tensor(0.5), 0.8).item() > lagrangian(torch.tensor(0.7), 0.8).item()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train far faster on one thread than on two contended ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_distillation_with_the_sparsity_loss_prunes_toward_the_target(one_thread):
+    from speechdistill.prune.remove import prune_model
+
+    teacher = tiny_whisper_encoder()
+    student = tiny_whisper_encoder().train()  # the same weights: a copy of the teacher
+    gates = PruningGates(student)
+    lagrangian = Lagrangian()
+    groups = param_groups(
+        student.parameters(), gates.parameters(), lagrangian, lr=1e-3, reg_lr=0.05
+    )
+    optimizer = torch.optim.AdamW(groups)
+    x = whisper_input(4)
+    with torch.no_grad():
+        target = teacher(x).last_hidden_state
+    torch.manual_seed(0)
+    start = None
+    for step in range(120):
+        s_hat = expected_sparsity(expected_params(student, gates), gates.original_params)
+        start = s_hat.item() if start is None else start
+        distill = (student(x).last_hidden_state - target).abs().mean()
+        loss = distill + lagrangian(s_hat, target_sparsity(step, 0.5, 20))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert start < 0.1 and s_hat.item() > start + 0.2  # the constraint pulled ŝ toward 0.5
+    student.eval()
+    kept = {k: float(v) for k, v in gates.kept_counts().items()}
+    want = expected_params(student, gates, kept).item()
+    prune_model(student, gates)
+    assert sum(p.numel() for p in student.parameters()) == want < 0.8 * gates.original_params
