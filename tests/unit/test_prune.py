@@ -253,3 +253,25 @@ def test_distillation_with_the_sparsity_loss_prunes_toward_the_target(one_thread
     want = expected_params(student, gates, kept).item()
     prune_model(student, gates)
     assert sum(p.numel() for p in student.parameters()) == want < 0.8 * gates.original_params
+
+
+def test_layer_maps_start_at_the_identity_and_see_pruning():
+    from speechdistill.prune.distill import LayerMaps
+    from speechdistill.train.losses import layerwise_distill_loss
+
+    teacher = tiny_hubert()
+    student = tiny_hubert()  # a copy of the teacher
+    x = hubert_input()
+    maps = LayerMaps([0, 1, 2], 32, 32)
+    with torch.no_grad():
+        t = teacher(x, output_hidden_states=True).hidden_states
+        s = student(x, output_hidden_states=True).hidden_states
+        before = layerwise_distill_loss(maps(s), [t[i] for i in (0, 1, 2)])
+        assert before.l1.abs().max() == 0  # identity maps on a copy: no L1 to start with
+        gates = PruningGates(student, units=("head",))
+        gates.gates["layer_0_head"].log_alpha.fill_(-10.0)
+        s = student(x, output_hidden_states=True).hidden_states
+        after = layerwise_distill_loss(maps(s), [t[i] for i in (0, 1, 2)])
+    assert after.l1[0] == 0 and after.l1[1] > 0 and after.l1[2] > 0  # layer 0 precedes the heads
+    with pytest.raises(ValueError, match="layer 2 asked for"):
+        LayerMaps([2], 32, 32)(s[:2])
