@@ -63,9 +63,12 @@ class EncoderLayout:
                 "HubertModel is needed"
             )
         self.model = model
-        attn = self.attention(0)
-        self.head_dim = attn.head_dim
-        self.hidden_size = attn.embed_dim
+        c = model.config
+        if self.kind == "whisper":
+            self.hidden_size, full_heads = c.d_model, c.encoder_attention_heads
+        else:
+            self.hidden_size, full_heads = c.hidden_size, c.num_attention_heads
+        self.head_dim = self.hidden_size // full_heads
 
     # --- transformer layers
     def attention(self, i: int) -> nn.Module:

@@ -80,6 +80,39 @@ def test_removal_folds_mask_values_into_weights():
     assert not hasattr(model.config, "pruning")
 
 
+@pytest.mark.parametrize(
+    "overrides, units",
+    [
+        # HuBERT Base's layout: the projection's layer norm keeps the last conv layer whole
+        ({"feat_proj_layer_norm": True}, ("conv", "head", "interm")),
+        # HuBERT Large's: pre-norm layers, a layer-norm CNN (no channel gates)
+        (
+            {
+                "do_stable_layer_norm": True,
+                "feat_extract_norm": "layer",
+                "feat_proj_layer_norm": True,
+            },
+            ("head", "interm"),
+        ),
+    ],
+)
+def test_other_hubert_layouts_prune_exactly(overrides, units, tmp_path):
+    model = tiny_hubert(**overrides)
+    gates = PruningGates(model, units)
+    scramble_gates(gates)
+    x = hubert_input()
+    with torch.no_grad():
+        masked = model(x).last_hidden_state
+    kept = {k: float(v) for k, v in gates.kept_counts().items()}
+    want = expected_params(model, gates, kept).item()
+    prune_model(model, gates)
+    assert sum(p.numel() for p in model.parameters()) == want
+    loaded = load_pruned(save_pruned(model, tmp_path / "pruned"))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).last_hidden_state, masked, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(loaded(x).last_hidden_state, masked, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_save_and_load_pruned_round_trip(kind, tmp_path):
     model, x, _, _, _, structure = _pruned(kind)
@@ -156,3 +189,17 @@ def test_a_conv_layer_losing_every_channel_is_an_error():
         gates.gates["conv_2"].log_alpha.fill_(-10.0)
     with pytest.raises(ValueError, match="conv layer 2 would lose all its channels"):
         prune_model(model, gates)
+
+
+def test_a_pruned_model_can_be_gated_again():
+    # layer 0 without heads: a second round (or the final distillation) still finds its units
+    model = tiny_whisper_encoder()
+    gates = PruningGates(model, units=("head",))
+    with torch.no_grad():
+        gates.gates["layer_0_head"].log_alpha.fill_(-10.0)
+        gates.gates["layer_1_head"].log_alpha.fill_(30.0)
+    prune_model(model, gates)
+    again = PruningGates(model)
+    assert "layer_0_head" not in again.gates and again.gates["layer_1_head"].n == 4
+    full = {k: float(g.n) for k, g in again.gates.items()}
+    assert expected_params(model, again, full).item() == sum(p.numel() for p in model.parameters())
