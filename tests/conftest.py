@@ -14,8 +14,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# recipe_helpers.py, hubert_helpers.py, whisper_helpers.py: imported by plain name from the test
-# modules in unit/ and integration/, whichever of them are collected and in whatever import mode.
+# recipe_helpers.py, hubert_helpers.py, whisper_helpers.py, prune_helpers.py: imported by plain
+# name from the test modules in unit/ and integration/, whichever of them are collected and in
+# whatever import mode.
 TESTS_DIR = str(Path(__file__).resolve().parent)
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
