@@ -29,6 +29,8 @@ COMMANDS = (
     "filter",
     "init_student",
     "train",
+    "prune",
+    "final_distill",
     "ctc_finetune",
     "decode",
     "ctc_decode",

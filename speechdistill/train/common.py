@@ -346,9 +346,13 @@ class AcceleratedTrainer:
         raise NotImplementedError
 
     # ---------------------------------------------------------------------------- set-up
+    def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """AdamW at ``lr``, no weight decay on 1-d parameters (a trainer may group otherwise)."""
+        return torch.optim.AdamW(param_groups(model, self.config.weight_decay), lr=self.config.lr)
+
     def _prepare(self, model: torch.nn.Module, dataset, collate_fn, train_dir: PathLike) -> None:
         """Set ``dataset``, ``sampler`` and, through ``acc.prepare``, ``student``, ``optimizer``
-        (AdamW, no decay on 1-d parameters), ``loader`` and ``scheduler``.
+        (:meth:`make_optimizer`), ``loader`` and ``scheduler``.
 
         The loader has its own generator: starting an epoch draws no number from the global RNG,
         so dropout masks after a resume equal those of an uninterrupted run.
@@ -367,7 +371,7 @@ class AcceleratedTrainer:
             drop_last=True,
             generator=torch.Generator(),
         )
-        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+        optimizer = self.make_optimizer(model)
         scheduler = make_scheduler(self.acc, optimizer, cfg)
         self.student, self.optimizer, self.loader, self.scheduler = self.acc.prepare(
             model, optimizer, loader, scheduler

@@ -39,20 +39,23 @@ BOUNDS = {
     ">=0": ("warmup_steps", "weight_decay", "max_grad_norm", "seed", "num_workers",
             "eval_max_utts", "on_policy_weight", "on_policy_temperature", "student_hidden_size",
             "student_heads", "student_ffn_size", "head_hidden_size", "lambda_cos",
-            "freeze_encoder_steps", "alpha_ce", "alpha_kd"),
-    ">0": ("lr", "temperature", "max_duration"),
+            "freeze_encoder_steps", "alpha_ce", "alpha_kd", "target_warmup_steps"),
+    ">0": ("lr", "temperature", "max_duration", "reg_lr"),
     "[0,1]": ("timestamp_prob", "prev_context_prob", "skew", "mask_time_prob", "layerdrop",
               "final_dropout"),
     "[0,1)": ("ema_decay",),
+    "(0,1)": ("target_sparsity",),
 }  # fmt: skip
 _BOUND_OF = {name: bound for bound, names in BOUNDS.items() for name in names}
-_IN_WORDS = {">=1": ">= 1", ">=0": ">= 0", ">0": "> 0", "[0,1]": "in [0, 1]", "[0,1)": "in [0, 1)"}
+_IN_WORDS = {">=1": ">= 1", ">=0": ">= 0", ">0": "> 0", "[0,1]": "in [0, 1]", "[0,1)": "in [0, 1)",
+             "(0,1)": "in (0, 1)"}  # fmt: skip
 _IN_BOUND = {
     ">=1": lambda v: v >= 1,
     ">=0": lambda v: v >= 0,
     ">0": lambda v: v > 0,
     "[0,1]": lambda v: 0 <= v <= 1,
     "[0,1)": lambda v: 0 <= v < 1,
+    "(0,1)": lambda v: 0 < v < 1,
 }
 
 
@@ -479,3 +482,60 @@ class CTCTrainConfig(BaseTrainConfig):
                 raise ValueError(f"unknown normaliser {name!r} (known: {sorted(NORMALIZERS)})")
         if self.select_metric not in ("cer", "wer"):
             raise ValueError(f"select_metric must be cer or wer, not {self.select_metric!r}")
+
+
+# Structured pruning (DPHuBERT)
+
+
+@dataclass
+class PruneTrainConfig(BaseTrainConfig):
+    """Joint distillation and structured pruning, and the final distillation of the pruned model
+    (see ``speechdistill prune --help``)."""
+
+    # teacher and loss
+    distill_layers: str | None = field(
+        default=None,
+        metadata={
+            "help": "teacher layers the student's same layers are distilled to, 0 = the input of "
+            "the first transformer layer (the CNN output); default: 1/3, 2/3 and all of the "
+            "depth, and 0 for HuBERT-like teachers (DPHuBERT's 0,4,8,12 of HuBERT Base)"
+        },
+    )
+    lambda_cos: float = field(
+        default=1.0, metadata={"help": "weight of −log σ(cos) beside the L1 term"}
+    )
+    max_duration: float = field(
+        default=30.0,
+        metadata={"help": "skip longer train/dev utterances, seconds (Whisper teachers: ≤ 30)"},
+    )
+    # pruning
+    prune_units: str | None = field(
+        default=None,
+        metadata={
+            "help": "units to prune: conv, head, interm (default: conv,head,interm, DPHuBERT's; "
+            "head,interm for Whisper encoders and CNNs that cannot be pruned)"
+        },
+    )
+    target_sparsity: float = field(
+        default=0.5, metadata={"help": "fraction of the encoder's parameters to remove"}
+    )
+    target_warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "steps over which the target rises linearly from 0 (0: half of max_steps)"
+        },
+    )
+    reg_lr: float = field(
+        default=0.02,
+        metadata={"help": "learning rate of the gates and of the λs (ascent), DPHuBERT's 0.02"},
+    )
+    # optimisation (see BaseTrainConfig for the rest)
+    lr: float = field(default=2e-4, metadata={"help": "learning rate of the model (DPHuBERT's)"})
+    max_grad_norm: float = field(default=10.0, metadata={"help": "gradient clipping (0: none)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("distill_layers", "prune_units"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                setattr(self, name, ",".join(str(x) for x in value))
