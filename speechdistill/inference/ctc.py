@@ -81,10 +81,15 @@ def ctc_class(model_type: str):
 
 def load_ctc_model(model_dir: PathLike, *, device: str = "cpu"):
     """A CTC model of any ``…ForCTC`` architecture (eval mode, float32) and its processor;
-    safetensors only."""
-    from transformers import AutoModelForCTC, Wav2Vec2Processor
+    safetensors only. A pruned HuBERT (a ``pruning`` record in its config) loads as
+    :class:`~speechdistill.prune.io.PrunedHubertForCTC`."""
+    from transformers import AutoConfig, AutoModelForCTC, Wav2Vec2Processor
 
-    model = AutoModelForCTC.from_pretrained(
+    from speechdistill.prune.io import PrunedHubertForCTC, is_pruned
+
+    config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
+    cls = PrunedHubertForCTC if is_pruned(config) else AutoModelForCTC
+    model = cls.from_pretrained(
         str(model_dir), use_safetensors=True, trust_remote_code=False, dtype=torch.float32
     )
     processor = Wav2Vec2Processor.from_pretrained(str(model_dir), trust_remote_code=False)

@@ -17,13 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
-from transformers import HubertModel
+from transformers import HubertForCTC, HubertModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from speechdistill.prune.remove import PRUNING_KEY, apply_structure
 from speechdistill.utils import PathLike, atomic_write_text, staging_dir
 
-__all__ = ["PRUNE_JSON", "PrunedHubertModel", "PrunedWhisperEncoder", "load_pruned", "save_pruned"]
+__all__ = [
+    "PRUNE_JSON",
+    "PrunedHubertForCTC",
+    "PrunedHubertModel",
+    "PrunedWhisperEncoder",
+    "is_pruned",
+    "load_pruned",
+    "save_pruned",
+]
 
 PRUNE_JSON = "prune.json"
 
@@ -42,6 +50,22 @@ class PrunedHubertModel(HubertModel):
     def __init__(self, config):
         super().__init__(config)
         apply_structure(self, getattr(config, PRUNING_KEY))
+
+
+class PrunedHubertForCTC(HubertForCTC):
+    """A ``HubertForCTC`` (CTC fine-tuning of a pruned HuBERT) whose encoder is resized to its
+    config's ``pruning`` record; the fine-tuned model keeps the record, so it loads with this
+    class too."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        apply_structure(self.hubert, getattr(config, PRUNING_KEY))
+
+
+def is_pruned(config: Any) -> bool:
+    """Whether a transformers config carries a ``pruning`` record (layers of different sizes:
+    a plain transformers class cannot hold the weights)."""
+    return getattr(config, PRUNING_KEY, None) is not None
 
 
 _CLASSES = {

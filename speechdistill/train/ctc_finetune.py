@@ -5,7 +5,9 @@ The character vocabulary is built from the training transcripts after normalisat
 (``normalizer``, by default Whisper's English normaliser, so the model writes what scoring
 compares); spaces become the word delimiter ``|`` and ``<pad>`` is the CTC blank
 (:mod:`speechdistill.inference.ctc`). The model is ``HubertForCTC`` (``WavLMForCTC``,
-``Wav2Vec2ForCTC``) on the encoder's weights with a new output layer, or, with ``from_scratch``,
+``Wav2Vec2ForCTC``) on the encoder's weights with a new output layer (a pruned HuBERT from
+``speechdistill prune`` / ``final-distill`` whose layers differ:
+:class:`~speechdistill.prune.io.PrunedHubertForCTC`), or, with ``from_scratch``,
 the same architecture randomly initialised (the baseline that tells whether distillation
 transferred anything). Same conventions as the other trainers (:mod:`speechdistill.train.common`):
 YAML config + overrides, greedy dev decoding every ``eval_steps`` with the best dev checkpoint kept
@@ -26,6 +28,7 @@ import torch
 from speechdistill.batching import pad_waveforms
 from speechdistill.datadir import DataDir, check_stage_input
 from speechdistill.inference.ctc import CTCTranscriber, build_vocab, ctc_class, make_processor
+from speechdistill.prune.io import PrunedHubertForCTC, is_pruned
 from speechdistill.train.common import (
     AcceleratedTrainer,
     MetricState,
@@ -152,6 +155,13 @@ class CTCTrainer(AcceleratedTrainer):
         )
         enc_config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
         cls = ctc_class(enc_config.model_type)
+        if is_pruned(enc_config):  # layers of different sizes (speechdistill prune)
+            if enc_config.model_type != "hubert":
+                raise ValueError(
+                    f"{model_dir}: a pruned {enc_config.model_type} model has no CTC class "
+                    "(pruned HuBERT models only)"
+                )
+            cls = PrunedHubertForCTC
         if config.from_scratch:
             for k, v in overrides.items():
                 setattr(enc_config, k, v)

@@ -146,3 +146,35 @@ def test_cli_refuses_a_target_outside_the_open_interval(capsys):
         main(["prune", "--teacher", ".", "--train", ".", "--dev", ".", "--out", "x",
               "--target-sparsity", "0"])  # fmt: skip
     assert "expected a number in (0, 1)" in capsys.readouterr().err
+
+
+def test_ctc_finetuning_of_a_pruned_hubert(data, tmp_path):
+    from prune_helpers import scramble_gates, tiny_hubert
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from speechdistill.inference.ctc import CTCTranscriber, load_ctc_model
+    from speechdistill.prune.gates import PruningGates
+    from speechdistill.prune.io import save_pruned
+    from speechdistill.prune.remove import prune_model
+    from speechdistill.train.config import CTCTrainConfig
+    from speechdistill.train.ctc_finetune import ctc_finetune
+
+    model = tiny_hubert()
+    gates = PruningGates(model)
+    scramble_gates(gates)  # layer 1 loses its heads: layers differ, a `pruning` record
+    gates.eval()
+    prune_model(model, gates)
+    pruned = save_pruned(model, tmp_path / "pruned")
+    Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=False).save_pretrained(
+        pruned
+    )
+    assert "pruning" in json.loads((pruned / "config.json").read_text())
+    config = CTCTrainConfig(max_steps=2, batch_size=4, eval_steps=2, save_steps=2,
+                            eval_batch_size=2, warmup_steps=0, mask_time_prob=0.0)  # fmt: skip
+    out = tmp_path / "ctc"
+    ctc_finetune(pruned, data["train"], data["dev"], out, config)
+    ctc, processor = load_ctc_model(out)
+    assert type(ctc).__name__ == "PrunedHubertForCTC"
+    assert _params(ctc.hubert) == _params(model) - model.masked_spec_embed.numel()  # no masking
+    audio = torch.randn(8000).numpy() * 0.1
+    assert isinstance(CTCTranscriber(ctc, processor).transcribe([audio])[0], str)
