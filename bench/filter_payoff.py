@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in args.seeds:  # every condition once before the next seed
         if "random" in args.conditions:
             data["random"] = random_subset(args, seed)
-            sizes["random"] = kept(args, data["random"])
+            sizes.setdefault("random", kept(args, data["random"]))  # hours: the first draw's
         for cond in args.conditions:
             log.info("%s, seed %d: %d utterances", cond, seed, sizes[cond]["utts"])
             hyps.setdefault(cond, []).append(train_and_decode(args, cond, seed, data[cond]))
