@@ -18,13 +18,18 @@ from speechdistill.utils import PathLike
 UTT2WEIGHT = "utt2weight"
 
 
+def is_weight(w: float) -> bool:
+    """Whether ``w`` is a loss weight: a finite number in (0, 1]."""
+    return math.isfinite(w) and 0 < w <= 1
+
+
 def weight_problem(value: str) -> str | None:
     """Why ``value`` is not a weight (a number in (0, 1]), or None."""
     try:
         w = float(value)
     except ValueError:
         return f"expected one number in (0, 1], got {value!r}"
-    if not (math.isfinite(w) and 0 < w <= 1):
+    if not is_weight(w):
         return f"weight must be in (0, 1], got {value}"
     return None
 
@@ -43,7 +48,7 @@ def read_weights(path: PathLike) -> dict[str, float]:
 def write_weights(path: PathLike, weights: Mapping[str, float]) -> None:
     """Write ``weights`` (each in (0, 1]) atomically, C-sorted, 6 significant digits."""
     for utt, w in weights.items():
-        if not (math.isfinite(w) and 0 < w <= 1):
+        if not is_weight(w):
             raise ValueError(f"{path}: weight of {utt!r} must be in (0, 1], got {w}")
     write_kv(path, {u: f"{w:.6g}" for u, w in weights.items()})
 

@@ -44,7 +44,7 @@ from speechdistill.datadir import (
     validate,
 )
 from speechdistill.datadir.ops import read_keys
-from speechdistill.datadir.weights import UTT2WEIGHT, read_weights, write_weights
+from speechdistill.datadir.weights import UTT2WEIGHT, is_weight, read_weights, write_weights
 from speechdistill.filter.context import ScoreContext, ScoreOptions
 from speechdistill.filter.diagnostics import (
     DEFAULT_BAD_WERS,
@@ -151,7 +151,7 @@ def _weight_expr(config: FilterConfig, rules: list[Rule]) -> ScoreExpr | None:
         raise ValueError(
             f"--fallback must be one of {', '.join(FALLBACKS)}, got {config.fallback!r}"
         )
-    if not (math.isfinite(config.weight_floor) and 0 < config.weight_floor <= 1):
+    if not is_weight(config.weight_floor):
         raise ValueError(f"--weight-floor must be in (0, 1], got {config.weight_floor}")
     if config.min_hours is not None and not (
         math.isfinite(config.min_hours) and config.min_hours > 0

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from speechdistill.datadir.weights import is_weight
 from speechdistill.filter.select import ScoreExpr, Scores, percentile_ranks
 
 #: The default lowest weight (of an utterance the score could not judge).
@@ -22,7 +23,7 @@ def utterance_weights(
     expr: ScoreExpr, scores: Scores, utts: Iterable[str], floor: float = DEFAULT_FLOOR
 ) -> dict[str, float]:
     """Each utterance's weight from ``expr`` ranked among ``utts`` (see the module docstring)."""
-    if not (math.isfinite(floor) and 0 < floor <= 1):
+    if not is_weight(floor):
         raise ValueError(f"the weight floor must be in (0, 1], got {floor}")
     utts = sorted(utts)
     values = expr.values(scores, utts)
