@@ -442,10 +442,10 @@ class WhisperKDTrainer(AcceleratedTrainer):
             with torch.no_grad():
                 t_enc = self._teacher_states(batch)
         label_logits = logits[:n, :width]
+        tw = self._token_weights(batch, labels.shape, logits.device)
         if cfg.teacher_mode == "cache":
             sp = batch["sparse"]
             # each term is a mean over its own positions (the cache covers the hypothesis only)
-            tw = self._token_weights(batch, labels.shape, logits.device)
             ce = ce_loss(label_logits, labels, token_weights=tw)
             ce = ce * self.item_scale("labels").to(logits.device)
             kd = sparse_kd_loss(label_logits, sp.ids.to(logits.device),
@@ -458,7 +458,6 @@ class WhisperKDTrainer(AcceleratedTrainer):
                 t_logits = self.teacher(
                     encoder_outputs=(t_enc,), decoder_input_ids=dec_in[:n, :width]
                 ).logits
-            tw = self._token_weights(batch, labels.shape, logits.device)
             losses = distil_whisper_loss(label_logits, labels, t_logits, alpha_ce=ce_w,
                                          alpha_kd=kd_w, temperature=cfg.temperature,
                                          divergence=cfg.divergence, skew=cfg.skew,
