@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# distil_hubert.sh: the shared DistilHuBERT pipeline (layer-wise distillation of a speech encoder,
-# then CTC fine-tuning for ASR). Run from egs/<corpus>/ (every path is relative to it) through
-# that recipe's run_hubert.sh.
+# distil_hubert.sh: the shared pipeline of SSL-style students: DistilHuBERT (layer-wise distillation
+# into a small encoder) or, with --method prune, DPHuBERT (the teacher's own encoder pruned while
+# distilling, then distilled again), then CTC fine-tuning for ASR. Run from egs/<corpus>/ (every
+# path is relative to it) through that recipe's run_hubert.sh / run_prune.sh.
 # It sources egs/<corpus>/path.sh and cmd.sh (recipes/utils/corpus_env.sh): a site sets its job
 # commands there.
 #
@@ -9,7 +10,9 @@
 #   2 format        pipes/segments -> 16 kHz mono WAVs; duration limits on train/dev only,
 #                   unreadable train audio skipped -> dump/<set>/
 #   3 teacher       HuBERT/wav2vec2/WavLM (Hub id or dir) or a Whisper encoder -> <teacher_dir>
-#   4 train         DistilHuBERT student + heads, best on the dev loss -> <expdir>/student/
+#   4 train         distil: DistilHuBERT student + heads, best on the dev loss -> <expdir>/student/
+#                   prune: the teacher's encoder pruned while distilled -> <expdir>/prune/, then
+#                   distilled again without gates (final distillation) -> <expdir>/student/
 #   5 ctc_finetune  CTC fine-tuning on the train set's text (+ the random-init baseline with
 #                   --ctc_scratch true) -> <expdir>/ctc/ (<expdir>/ctc_scratch/)
 #   6 decode        greedy CTC decoding of every test set -> <expdir>/<model>/decode_<set>/
@@ -43,8 +46,13 @@ normalizer=english      # text normaliser for scoring: english, basic, pt_br, no
 teacher=facebook/hubert-base-ls960@refs/pr/2  # HuBERT/wav2vec2/WavLM Hub id[@revision] or dir, or Whisper (tiny.en); that PR branch holds its safetensors
 teacher_dir=            # where stage 3 puts it (empty: <expdir>/teacher)
 # Distillation
+method=distil           # distil (DistilHuBERT) or prune (DPHuBERT: structured pruning)
 train_config=conf/distil_hubert.yaml  # options of speechdistill train --student hubert (YAML)
 train_opts=             # more options, e.g. "--max-steps 2000 --target-layers 4,8,12"
+prune_config=conf/prune.yaml  # --method prune: options of speechdistill prune (YAML)
+prune_opts=             # more options, e.g. "--target-sparsity 0.75"
+final_config=conf/final_distill.yaml  # --method prune: options of speechdistill final-distill
+final_opts=             # more options of final-distill
 # CTC fine-tuning
 ctc_config=conf/ctc.yaml  # options of speechdistill ctc-finetune (YAML)
 ctc_opts=               # more options, e.g. "--max-steps 5000"
@@ -65,6 +73,10 @@ recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 register_stages 1:prepare 2:format 3:teacher 4:train 5:ctc_finetune 6:decode 7:score
 check_counts 1 nj decode_batch_size
 check_counts 0 ngpu
+case ${method} in
+  distil | prune) ;;
+  *) die "--method must be distil or prune, not '${method}'" ;;
+esac
 
 [ $# -eq 0 ] || die "unexpected arguments: $* (see --help)"
 [ -n "${teacher_dir}" ] || teacher_dir=${expdir}/teacher
@@ -98,14 +110,34 @@ sd_multi=(speechdistill)
 [ "${ngpu}" -gt 1 ] && sd_multi=(accelerate launch --num_processes "${ngpu}" -m speechdistill)
 
 student=${expdir}/student
-if stage_start 4 train "${student}"; then
-  args=(--student hubert --teacher "${teacher_dir}" --train "dump/${train_set}"
-    --dev "dump/${valid_set}" --out "${student}")
+data_args=(--teacher "${teacher_dir}" --train "dump/${train_set}" --dev "dump/${valid_set}")
+if [ "${method}" = distil ] && stage_start 4 train "${student}"; then
+  args=(--student hubert "${data_args[@]}" --out "${student}")
   [ -f "${train_config}" ] && args+=(--config "${train_config}")
   # shellcheck disable=SC2206 # train_opts is a list of options
   args+=(${train_opts})
   ${gpu_cmd} "${student}/log/train.log" "${sd_multi[@]}" train "${args[@]}"
   mark_done "${student}" train
+fi
+if [ "${method}" = prune ]; then
+  pruned=${expdir}/prune
+  if stage_start 4 train "${pruned}"; then
+    args=("${data_args[@]}" --out "${pruned}")
+    [ -f "${prune_config}" ] && args+=(--config "${prune_config}")
+    # shellcheck disable=SC2206 # prune_opts is a list of options
+    args+=(${prune_opts})
+    ${gpu_cmd} "${pruned}/log/prune.log" "${sd_multi[@]}" prune "${args[@]}"
+    mark_done "${pruned}" train
+  fi
+  if stage_start 4 train "${student}"; then
+    [ -f "${pruned}/model.safetensors" ] || die "no pruned model in ${pruned}"
+    args=(--student "${pruned}" "${data_args[@]}" --out "${student}")
+    [ -f "${final_config}" ] && args+=(--config "${final_config}")
+    # shellcheck disable=SC2206 # final_opts is a list of options
+    args+=(${final_opts})
+    ${gpu_cmd} "${student}/log/final_distill.log" "${sd_multi[@]}" final-distill "${args[@]}"
+    mark_done "${student}" train
+  fi
 fi
 
 # The CTC models: the distilled student's, and the random-init baseline's when asked for.
@@ -151,9 +183,11 @@ if stage_enabled 6 decode; then
 fi
 
 if stage_start 7 score; then
+  family=distilhubert
+  [ "${method}" = prune ] && family=dphubert
   results=()
   for m in ${models}; do
-    name=distilhubert_${m}
+    name=${family}_${m}
     for s in ${test_sets}; do
       dir=${expdir}/${m}/decode_${s}
       [ -f "${dir}/text" ] || die "no hypotheses in ${dir} (run stage 6)"
@@ -167,7 +201,9 @@ if stage_start 7 score; then
     done
   done
   if [ ${#results[@]} -gt 0 ]; then
-    speechdistill results --out "${expdir}/RESULTS.md" --title "DistilHuBERT + CTC" "${results[@]}"
+    title="DistilHuBERT + CTC"
+    [ "${method}" = prune ] && title="DPHuBERT (structured pruning) + CTC"
+    speechdistill results --out "${expdir}/RESULTS.md" --title "${title}" "${results[@]}"
     cat "${expdir}/RESULTS.md"
   fi
 fi

@@ -47,10 +47,10 @@ def detect_model_kind(model_dir: PathLike) -> str:
     if not cfg_path.is_file():
         raise ValueError(f"{path}: no config.json or model.bin (not a model directory)")
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if any(str(a).endswith("ForCTC") for a in cfg.get("architectures") or []):
+        return "ctc"  # a Whisper encoder with a CTC layer too
     if cfg.get("model_type") == "whisper":
         return "whisper"
-    if any(str(a).endswith("ForCTC") for a in cfg.get("architectures") or []):
-        return "ctc"
     raise ValueError(
         f"{path}: not a Whisper, CTC or CTranslate2 model (model_type={cfg.get('model_type')!r}, "
         f"architectures={cfg.get('architectures')})"

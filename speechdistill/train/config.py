@@ -508,6 +508,17 @@ class PruneTrainConfig(BaseTrainConfig):
         default=30.0,
         metadata={"help": "skip longer train/dev utterances, seconds (Whisper teachers: ≤ 30)"},
     )
+    student_input: str = field(
+        default="window",
+        metadata={
+            "help": "a Whisper student reads the 30 s window (window: what a Whisper decoder "
+            "reads) or its clips' frames only (clip: ~10x less compute on short clips, for CTC)"
+        },
+    )
+    teacher_cache: bool = field(
+        default=False,
+        metadata={"help": "run the teacher once per training utterance, not at every step"},
+    )
     # pruning
     prune_units: str | None = field(
         default=None,
@@ -539,3 +550,5 @@ class PruneTrainConfig(BaseTrainConfig):
             value = getattr(self, name)
             if isinstance(value, (list, tuple)):
                 setattr(self, name, ",".join(str(x) for x in value))
+        if self.student_input not in ("window", "clip"):
+            raise ValueError(f"student_input must be window or clip, not {self.student_input!r}")

@@ -5,8 +5,9 @@ The character vocabulary is built from the training transcripts after normalisat
 (``normalizer``, by default Whisper's English normaliser, so the model writes what scoring
 compares); spaces become the word delimiter ``|`` and ``<pad>`` is the CTC blank
 (:mod:`speechdistill.inference.ctc`). The model is ``HubertForCTC`` (``WavLMForCTC``,
-``Wav2Vec2ForCTC``) on the encoder's weights with a new output layer (a pruned HuBERT from
-``speechdistill prune`` / ``final-distill`` whose layers differ:
+``Wav2Vec2ForCTC``; a Whisper encoder's:
+:class:`~speechdistill.inference.ctc.WhisperEncoderForCTC`) on the encoder's weights with a new
+output layer (a pruned HuBERT from ``speechdistill prune`` / ``final-distill`` whose layers differ:
 :class:`~speechdistill.prune.io.PrunedHubertForCTC`), or, with ``from_scratch``,
 the same architecture randomly initialised (the baseline that tells whether distillation
 transferred anything). Same conventions as the other trainers (:mod:`speechdistill.train.common`):
@@ -25,9 +26,15 @@ from typing import Any
 
 import torch
 
-from speechdistill.batching import pad_waveforms
 from speechdistill.datadir import DataDir, check_stage_input
-from speechdistill.inference.ctc import CTCTranscriber, build_vocab, ctc_class, make_processor
+from speechdistill.inference.ctc import (
+    CTCTranscriber,
+    build_vocab,
+    ctc_class,
+    encoder_batch,
+    make_processor,
+    model_inputs,
+)
 from speechdistill.prune.io import PrunedHubertForCTC, is_pruned
 from speechdistill.train.common import (
     AcceleratedTrainer,
@@ -47,13 +54,14 @@ log = logging.getLogger(__name__)
 
 
 class CTCCollator:
-    """Pads waveforms and label ids (``-100`` beyond each label)."""
+    """The model's input (:func:`~speechdistill.inference.ctc.encoder_batch`) and padded label
+    ids (``-100`` beyond each label)."""
 
     def __init__(self, feature_extractor):
         self.fe = feature_extractor
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        batch: dict[str, Any] = pad_waveforms([it["audio"] for it in items], self.fe)
+        batch: dict[str, Any] = encoder_batch([it["audio"] for it in items], self.fe)
         longest = max(len(it["label"]) for it in items)
         labels = torch.full((len(items), longest), IGNORE_INDEX, dtype=torch.long)
         for b, it in enumerate(items):
@@ -122,7 +130,7 @@ class CTCTrainer(AcceleratedTrainer):
         force: bool = False,
     ):
         from accelerate.utils import set_seed
-        from transformers import AutoConfig, Wav2Vec2FeatureExtractor
+        from transformers import AutoConfig, AutoFeatureExtractor
 
         check_stage_input(train_dir, "ctc-finetune", needs=("text",))  # before any model
         check_stage_input(dev_dir, "ctc-finetune (dev set)", needs=("text",))
@@ -139,7 +147,7 @@ class CTCTrainer(AcceleratedTrainer):
         set_seed(config.seed)
         texts = _labels(train_dir, config)
         vocab = build_vocab(texts.values())
-        fe = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
+        fe = AutoFeatureExtractor.from_pretrained(str(model_dir), trust_remote_code=False)
         self.processor = make_processor(vocab, fe)
         tok = self.processor.tokenizer
         labels = {u: tok(t).input_ids for u, t in texts.items() if t}
@@ -155,16 +163,16 @@ class CTCTrainer(AcceleratedTrainer):
         )
         enc_config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
         cls = ctc_class(enc_config.model_type)
-        if is_pruned(enc_config):  # layers of different sizes (speechdistill prune)
+        if is_pruned(enc_config) and enc_config.model_type != "whisper":  # speechdistill prune
             if enc_config.model_type != "hubert":
                 raise ValueError(
                     f"{model_dir}: a pruned {enc_config.model_type} model has no CTC class "
-                    "(pruned HuBERT models only)"
+                    "(pruned HuBERT and Whisper encoders only)"
                 )
             cls = PrunedHubertForCTC
+        for k, v in overrides.items():  # on the config: Whisper's has no CTC fields to override
+            setattr(enc_config, k, v)
         if config.from_scratch:
-            for k, v in overrides.items():
-                setattr(enc_config, k, v)
             torch.manual_seed(config.seed)
             model = cls(enc_config)
             log.info("CTC model %s from scratch (random initialisation)", cls.__name__)
@@ -174,10 +182,14 @@ class CTCTrainer(AcceleratedTrainer):
                 use_safetensors=True,
                 trust_remote_code=False,
                 dtype=torch.float32,
-                **overrides,
+                config=enc_config,
             )
             log.info("CTC model %s on the encoder of %s", cls.__name__, model_dir)
         model.config.architectures = [cls.__name__]
+        if (
+            enc_config.model_type == "whisper"
+        ):  # fixed sinusoids, as in Whisper (loading unfroze them)
+            model.encoder.embed_positions.requires_grad_(False)
         if config.freeze_feature_encoder:
             model.freeze_feature_encoder()
         model.train()
@@ -215,9 +227,7 @@ class CTCTrainer(AcceleratedTrainer):
                 p.requires_grad_(not frozen)
             self._encoder_frozen = frozen
             log.info("step %d: encoder %s", self.state.step, "frozen" if frozen else "trained")
-        fe = self.processor.feature_extractor
-        mask = batch["attention_mask"] if fe.return_attention_mask else None
-        out = self.student(batch["input_values"], attention_mask=mask, labels=batch["labels"])
+        out = self.student(**model_inputs(batch), labels=batch["labels"])
         return {"loss": out.loss}
 
     def _evaluate(self) -> None:

@@ -19,6 +19,13 @@ load_pruned`) distilled again from the teacher, without gates or regulariser (DP
 ``final_distill.py``), starting from the saved maps; the best checkpoint on the dev loss is kept
 and written the same way.
 
+A Whisper student reads the teacher's 30 s window (``student_input: window``, what a Whisper
+decoder reads), or only its clips' frames (``clip``: positions ``0 … T − 1`` of the batch's
+longest clip, :func:`~speechdistill.inference.ctc.whisper_clip_input`; about a tenth of the
+compute for 3 s clips, the route to CTC fine-tuning). The teacher always reads the window; with
+``teacher_cache`` it runs once per training utterance, before the first step, instead of at
+every step.
+
 Same conventions as the other trainers (:mod:`speechdistill.train.common`): a YAML config with
 command-line overrides, ``train_log.csv`` (here also the distillation loss, ŝ, t, λ₁, λ₂),
 TensorBoard, ``curves.png``, a run record that refuses a resume with other settings.
@@ -34,9 +41,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from speechdistill.batching import pad_waveforms
 from speechdistill.datadir import check_stage_input
+from speechdistill.inference.ctc import whisper_clip_input
 from speechdistill.prune.distill import LayerMaps
 from speechdistill.prune.gates import UNIT_KINDS, PruningGates, expected_params
 from speechdistill.prune.io import PRUNE_JSON, load_pruned, save_pruned
@@ -148,7 +157,13 @@ class PruneStudent(nn.Module):
     ) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
         """The mapped hidden states of the distilled layers; with gates, the expected sparsity ŝ
         and the sparsity loss at ``target``."""
-        out = self.model(**inputs, output_hidden_states=True)
+        feats = inputs.get("input_features")
+        window = getattr(self.model.config, "max_source_positions", 0)
+        if feats is not None and feats.shape[-1] < 2 * window:  # a Whisper student on clips
+            with whisper_clip_input(self.model, (feats.shape[-1] + 1) // 2):
+                out = self.model(**inputs, output_hidden_states=True)
+        else:
+            out = self.model(**inputs, output_hidden_states=True)
         preds = self.maps(out.hidden_states)
         if self.gates is None:
             return preds, None, None
@@ -162,12 +177,22 @@ class PruneStudent(nn.Module):
 
 
 class PruneCollator:
-    """The teacher's input for a batch (the student's too: it is a copy), and the frame mask of
-    the hidden states (``True`` = a frame of the utterance's own audio)."""
+    """The student's input for a batch (the teacher's too, but for a Whisper student on clips:
+    ``teacher_features``), the frame mask of the hidden states (``True`` = a frame of the
+    utterance's own audio) and, with ``targets`` (utterance → per-layer ``(T_u, D)``), the
+    teacher's cached targets, padded."""
 
-    def __init__(self, teacher: Teacher):
+    def __init__(
+        self,
+        teacher: Teacher,
+        *,
+        clip: bool = False,
+        targets: dict[str, list[torch.Tensor]] | None = None,
+    ):
         self.kind = teacher.kind
         self.fe = teacher.feature_extractor
+        self.clip = clip
+        self.targets = targets
         c = teacher.config
         if self.kind == "whisper":
             self.frames = c.max_source_positions
@@ -175,12 +200,30 @@ class PruneCollator:
             self.conv = (tuple(c.conv_kernel), tuple(c.conv_stride))
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        audios = [it["audio"] for it in items]
+        batch = self._inputs([it["audio"] for it in items])
+        batch["utts"] = [it["utt"] for it in items]
+        if self.targets is not None:
+            total = batch["frame_mask"].shape[1]
+            per_utt = [self.targets[u] for u in batch["utts"]]
+            stacked = []
+            for layer in range(len(per_utt[0])):
+                t = torch.zeros(len(items), total, per_utt[0][layer].shape[-1])
+                for b, states in enumerate(per_utt):
+                    t[b, : states[layer].shape[0]] = states[layer]
+                stacked.append(t)
+            batch["targets"] = stacked
+            batch.pop("teacher_features", None)
+        return batch
+
+    def _inputs(self, audios: list) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
         if self.kind == "whisper":
             feats = self.fe(audios, sampling_rate=16000, return_tensors="pt")
-            inputs = {"input_features": feats.input_features}
             frames = torch.tensor([min(whisper_num_frames(len(a)), self.frames) for a in audios])
-            total = self.frames
+            total = int(frames.max()) if self.clip else self.frames
+            inputs = {"input_features": feats.input_features[..., : 2 * total]}
+            if self.clip:
+                extra["teacher_features"] = feats.input_features
             mask = None
         else:
             padded = pad_waveforms(audios, self.fe)
@@ -194,19 +237,43 @@ class PruneCollator:
             "inputs": inputs,
             "attention_mask": mask,
             "frame_mask": torch.arange(total)[None, :] < frames[:, None],
-            "utts": [it["utt"] for it in items],
+            **extra,
         }
 
 
 def teacher_targets(teacher: Teacher, layers: list[int], batch: dict[str, Any]):
-    """The teacher's hidden states at ``layers`` for a collated batch, ``(B, T, D)`` each."""
+    """The teacher's hidden states at ``layers`` for a collated batch, ``(B, T, D)`` each (the
+    cached ones when the batch has them)."""
+    if "targets" in batch:
+        return batch["targets"]
     return teacher.layer_states(
         layers,
         batch["frame_mask"].shape[1],
         input_values=batch["inputs"].get("input_values"),
         attention_mask=batch["attention_mask"],
-        input_features=batch["inputs"].get("input_features"),
+        input_features=batch.get("teacher_features", batch["inputs"].get("input_features")),
     )
+
+
+def cache_targets(
+    teacher: Teacher,
+    layers: list[int],
+    dataset: WaveformDataset,
+    collator: PruneCollator,
+    batch_size: int,
+) -> dict[str, list[torch.Tensor]]:
+    """The teacher's targets for every utterance of ``dataset``, cut to its own frames (fp32,
+    CPU), computed in length-sorted batches."""
+    out: dict[str, list[torch.Tensor]] = {}
+    with torch.inference_mode():
+        for idx in tqdm(length_batches(dataset, batch_size), desc="teacher targets", unit="batch",
+                        leave=False):  # fmt: skip
+            batch = collator([dataset[i] for i in idx])
+            states = teacher_targets(teacher, layers, batch)
+            frames = batch["frame_mask"].sum(-1).tolist()
+            for b, utt in enumerate(batch["utts"]):
+                out[utt] = [st[b, : frames[b]].cpu().clone() for st in states]
+    return out
 
 
 def _student_from_teacher(teacher: Teacher) -> nn.Module:
@@ -290,9 +357,23 @@ class PruneKDTrainer(AcceleratedTrainer):
         max_duration = config.max_duration
         if self.teacher.kind == "whisper":
             max_duration = min(max_duration or 30.0, 30.0)
-        self.collator = PruneCollator(self.teacher)
+        clip = config.student_input == "clip"
+        if clip and self.teacher.kind != "whisper":
+            raise ValueError("student_input clip is for Whisper teachers (HuBERT reads its clips)")
+        self.info["student_input"] = (
+            config.student_input if self.teacher.kind == "whisper" else None
+        )
+        self.collator = PruneCollator(self.teacher, clip=clip)
         dataset = WaveformDataset(train_dir, max_duration=max_duration)
-        self._prepare(wrapper, dataset, self.collator, train_dir)
+        collate = self.collator
+        if config.teacher_cache:  # the same targets at every step: the teacher is frozen
+            t0 = time.perf_counter()
+            targets = cache_targets(self.teacher, self.layers, dataset, self.collator,
+                                    config.eval_batch_size)  # fmt: skip
+            log.info("teacher targets of %d utterances in %.1f s", len(targets),
+                     time.perf_counter() - t0)  # fmt: skip
+            collate = PruneCollator(self.teacher, clip=clip, targets=targets)
+        self._prepare(wrapper, dataset, collate, train_dir)
         self.ema = None
         self.dev_batches: list[dict[str, Any]] = []
         if self.acc.is_main_process:
@@ -301,6 +382,7 @@ class PruneKDTrainer(AcceleratedTrainer):
                 batch = self.collator([dev[i] for i in idx])
                 batch["targets"] = [t.cpu() for t in teacher_targets(self.teacher, self.layers,
                                                                      batch)]  # fmt: skip
+                batch.pop("teacher_features", None)
                 self.dev_batches.append(batch)
         self.state = MetricState()
         self.csv = self.out / "train_log.csv"

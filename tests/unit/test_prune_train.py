@@ -88,6 +88,44 @@ def test_prune_whisper_encoder(tmp_path):
     assert _params(model) == info["num_params"] < info["original_params"]
 
 
+def test_whisper_student_on_clips_with_cached_targets_trains_as_uncached(tmp_path):
+    teacher = tiny_whisper_teacher(tmp_path / "teacher")
+    train = noise_data_dir(tmp_path / "train", 4)
+    dev = noise_data_dir(tmp_path / "dev", 2, seed=1, prefix="dev")
+    opts = dict(**{**FAST, "batch_size": 2, "eval_batch_size": 2}, max_steps=6, eval_steps=3,
+                save_steps=100, reg_lr=0.5, target_sparsity=0.2, target_warmup_steps=1,
+                student_input="clip")  # fmt: skip
+    runs = {}
+    for cache in (False, True):
+        out = tmp_path / f"cache_{cache}"
+        summary = prune_distill(teacher, train, dev, out, PruneTrainConfig(**opts,
+                                teacher_cache=cache))  # fmt: skip
+        runs[cache] = (summary, load_file(out / "model.safetensors"), csv_rows(out /
+                       "train_log.csv"))  # fmt: skip
+    (plain, w_plain, log_plain), (cached, w_cached, log_cached) = runs[False], runs[True]
+    assert plain["best_dev_loss"] == pytest.approx(cached["best_dev_loss"], rel=1e-4)
+    assert [float(r["distill"]) for r in log_plain] == pytest.approx(
+        [float(r["distill"]) for r in log_cached], rel=1e-4
+    )
+    for k in w_plain:
+        torch.testing.assert_close(w_plain[k], w_cached[k], rtol=1e-3, atol=1e-4)
+    assert (
+        json.loads((tmp_path / "cache_True" / "prune.json").read_text())["student_input"] == "clip"
+    )
+    model = load_pruned(tmp_path / "cache_True")  # reads clips or windows alike
+    assert model(torch.randn(1, 80, 3000)).last_hidden_state.shape[1] == 1500
+    with pytest.raises(ValueError, match="student_input clip is for Whisper teachers"):
+        _prune_hubert_clip(tmp_path)
+
+
+def _prune_hubert_clip(tmp_path):
+    teacher = tiny_ssl_teacher(tmp_path / "ssl", feat_extract_norm="group",
+                               feat_proj_layer_norm=False)  # fmt: skip
+    data = noise_data_dir(tmp_path / "d", 2)
+    config = PruneTrainConfig(**FAST, max_steps=1, student_input="clip")
+    prune_distill(teacher, data, data, tmp_path / "hubert_clip", config)
+
+
 def test_resume_gives_the_uninterrupted_result_and_other_settings_are_refused(data, tmp_path):
     opts = dict(max_steps=6, save_steps=3, eval_steps=3, log_steps=1, reg_lr=0.2,
                 target_warmup_steps=3)  # fmt: skip
