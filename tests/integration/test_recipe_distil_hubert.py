@@ -126,3 +126,38 @@ def test_mini_en_run_hubert_end_to_end(recipe):
     again = run(recipe, "--test_sets", "test", "--stop_stage", "decode")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("already done, skipping") >= 6, again.stderr
+
+
+def test_mini_en_run_prune_end_to_end(recipe):
+    """run_prune.sh on the data run_hubert.sh prepared: tiny.en's encoder pruned, distilled
+    again, CTC fine-tuned, decoded and scored (a few steps each)."""
+    tiny = "--max-steps 2 --batch-size 2 --eval-steps 2 --save-steps 2 --log-steps 1"
+    proc = run_recipe(
+        recipe,
+        "--local_data_opts",
+        "--num_train 4 --num_dev 2 --num_test 3",
+        "--test_sets",
+        "test",
+        "--prune_opts",
+        f"{tiny} --target-warmup-steps 1 --reg-lr 0.5",
+        "--final_opts",
+        tiny,
+        "--ctc_opts",
+        f"{tiny} --warmup-steps 1",
+        script="./run_prune.sh",
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    exp = recipe / "exp" / "prune50"
+    info = json.loads((exp / "prune" / "prune.json").read_text())
+    assert info["student_input"] == "clip" and info["target_sparsity"] == 0.5
+    assert info["prune_units"] == ["head", "interm"] and info["distill_layers"] == [1, 3, 4]
+    final = json.loads((exp / "student" / "prune.json").read_text())
+    assert final["mode"] == "final-distill" and final["num_params"] == info["num_params"]
+    ctc = exp / "ctc"
+    assert json.loads((ctc / "config.json").read_text())["architectures"] == [
+        "WhisperEncoderForCTC"
+    ]
+    res = load_results(ctc / "decode_test" / "score_wer")
+    assert res["n_utts"] == 3 and res["model"] == "dphubert_ctc"
+    assert "DPHuBERT" in (exp / "RESULTS.md").read_text()
