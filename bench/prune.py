@@ -140,7 +140,9 @@ def report(res: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--exp", type=Path, default=REPO / "egs" / "mini_en" / "exp")
-    p.add_argument("--data", type=Path, default=None, help="test data dir (default: EXP/../dump/test)")
+    p.add_argument(
+        "--data", type=Path, default=None, help="test data dir (default: EXP/../dump/test)"
+    )
     p.add_argument("--runs", nargs="+", default=["prune50", "prune75"])
     p.add_argument("--speed-utts", type=int, default=16)
     args = p.parse_args(argv)
