@@ -62,7 +62,7 @@ from speechdistill.train.run import (
     teacher_input,
     training_lock,
 )
-from speechdistill.train.waveform import WaveformDataset, length_batches
+from speechdistill.train.waveform import WaveformDataset, length_batches, stack_targets
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -134,14 +134,7 @@ class DistilCollator:
         batch["frame_mask"] = torch.arange(total)[None, :] < frames[:, None]
         batch["utts"] = [it["utt"] for it in items]
         if self.targets is not None:
-            per_utt = [self.targets[it["utt"]] for it in items]
-            stacked = []
-            for layer in range(len(per_utt[0])):
-                t = torch.zeros(len(items), total, per_utt[0][layer].shape[-1])
-                for b, states in enumerate(per_utt):
-                    t[b, : states[layer].shape[0]] = states[layer]
-                stacked.append(t)
-            batch["targets"] = stacked
+            batch["targets"] = stack_targets([self.targets[it["utt"]] for it in items], total)
         elif self.whisper_features is not None:
             feats = self.whisper_features(audios, sampling_rate=16000, return_tensors="pt")
             batch["input_features"] = feats.input_features

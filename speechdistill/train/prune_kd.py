@@ -81,7 +81,7 @@ from speechdistill.train.run import (
     teacher_input,
     training_lock,
 )
-from speechdistill.train.waveform import WaveformDataset, length_batches
+from speechdistill.train.waveform import WaveformDataset, length_batches, stack_targets
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -204,14 +204,7 @@ class PruneCollator:
         batch["utts"] = [it["utt"] for it in items]
         if self.targets is not None:
             total = batch["frame_mask"].shape[1]
-            per_utt = [self.targets[u] for u in batch["utts"]]
-            stacked = []
-            for layer in range(len(per_utt[0])):
-                t = torch.zeros(len(items), total, per_utt[0][layer].shape[-1])
-                for b, states in enumerate(per_utt):
-                    t[b, : states[layer].shape[0]] = states[layer]
-                stacked.append(t)
-            batch["targets"] = stacked
+            batch["targets"] = stack_targets([self.targets[u] for u in batch["utts"]], total)
             batch.pop("teacher_features", None)
         return batch
 

@@ -66,6 +66,18 @@ class WaveformDataset(torch.utils.data.Dataset):
         return self.reader.duration(utt)
 
 
+def stack_targets(per_utt: list[list[torch.Tensor]], total: int) -> list[torch.Tensor]:
+    """Cached per-utterance targets (per layer ``(T_u, D)``) as one ``(B, total, D)`` tensor per
+    layer, zero beyond each utterance's frames."""
+    stacked = []
+    for layer in range(len(per_utt[0])):
+        t = torch.zeros(len(per_utt), total, per_utt[0][layer].shape[-1])
+        for b, states in enumerate(per_utt):
+            t[b, : states[layer].shape[0]] = states[layer]
+        stacked.append(t)
+    return stacked
+
+
 def length_batches(dataset: WaveformDataset, batch_size: int) -> list[list[int]]:
     """Indices of ``dataset`` in batches of similar duration (longest first; for inference)."""
     order = sorted(range(len(dataset)), key=lambda i: (-dataset.duration(dataset.utts[i]), i))
