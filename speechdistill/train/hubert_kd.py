@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from speechdistill.batching import pad_waveforms
 from speechdistill.datadir import check_stage_input
@@ -62,7 +61,12 @@ from speechdistill.train.run import (
     teacher_input,
     training_lock,
 )
-from speechdistill.train.waveform import WaveformDataset, length_batches, stack_targets
+from speechdistill.train.waveform import (
+    WaveformDataset,
+    cache_targets,
+    length_batches,
+    stack_targets,
+)
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -173,15 +177,8 @@ def cache_teacher_states(
 ) -> dict[str, list[torch.Tensor]]:
     """The teacher's targets for every utterance of ``dataset``, cut to its own frames (fp32, CPU),
     computed in length-sorted batches."""
-    out: dict[str, list[torch.Tensor]] = {}
-    batches = length_batches(dataset, batch_size)
-    for idx in tqdm(batches, desc=desc, unit="batch", leave=False):
-        batch = collator([dataset[i] for i in idx])
-        states = teacher_states(teacher, layers, batch)
-        frames = batch["frame_mask"].sum(-1).tolist()
-        for b, utt in enumerate(batch["utts"]):
-            out[utt] = [s[b, : frames[b]].cpu().clone() for s in states]
-    return out
+    return cache_targets(dataset, collator, batch_size,
+                         lambda batch: teacher_states(teacher, layers, batch), desc)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

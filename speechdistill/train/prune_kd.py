@@ -41,7 +41,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from speechdistill.batching import pad_waveforms
 from speechdistill.datadir import check_stage_input
@@ -81,7 +80,12 @@ from speechdistill.train.run import (
     teacher_input,
     training_lock,
 )
-from speechdistill.train.waveform import WaveformDataset, length_batches, stack_targets
+from speechdistill.train.waveform import (
+    WaveformDataset,
+    cache_targets,
+    length_batches,
+    stack_targets,
+)
 from speechdistill.utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -248,27 +252,6 @@ def teacher_targets(teacher: Teacher, layers: list[int], batch: dict[str, Any]):
     )
 
 
-def cache_targets(
-    teacher: Teacher,
-    layers: list[int],
-    dataset: WaveformDataset,
-    collator: PruneCollator,
-    batch_size: int,
-) -> dict[str, list[torch.Tensor]]:
-    """The teacher's targets for every utterance of ``dataset``, cut to its own frames (fp32,
-    CPU), computed in length-sorted batches."""
-    out: dict[str, list[torch.Tensor]] = {}
-    with torch.inference_mode():
-        for idx in tqdm(length_batches(dataset, batch_size), desc="teacher targets", unit="batch",
-                        leave=False):  # fmt: skip
-            batch = collator([dataset[i] for i in idx])
-            states = teacher_targets(teacher, layers, batch)
-            frames = batch["frame_mask"].sum(-1).tolist()
-            for b, utt in enumerate(batch["utts"]):
-                out[utt] = [st[b, : frames[b]].cpu().clone() for st in states]
-    return out
-
-
 def _student_from_teacher(teacher: Teacher) -> nn.Module:
     """A trainable copy of the teacher encoder (a fresh module: no hook or shared tensor)."""
     model = type(teacher.model)(teacher.model.config)
@@ -361,8 +344,8 @@ class PruneKDTrainer(AcceleratedTrainer):
         collate = self.collator
         if config.teacher_cache:  # the same targets at every step: the teacher is frozen
             t0 = time.perf_counter()
-            targets = cache_targets(self.teacher, self.layers, dataset, self.collator,
-                                    config.eval_batch_size)  # fmt: skip
+            targets = cache_targets(dataset, self.collator, config.eval_batch_size,
+                                    lambda b: teacher_targets(self.teacher, self.layers, b))  # fmt: skip
             log.info("teacher targets of %d utterances in %.1f s", len(targets),
                      time.perf_counter() - t0)  # fmt: skip
             collate = PruneCollator(self.teacher, clip=clip, targets=targets)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from speechdistill.audio import AudioReader
 from speechdistill.utils import PathLike
@@ -82,3 +84,24 @@ def length_batches(dataset: WaveformDataset, batch_size: int) -> list[list[int]]
     """Indices of ``dataset`` in batches of similar duration (longest first; for inference)."""
     order = sorted(range(len(dataset)), key=lambda i: (-dataset.duration(dataset.utts[i]), i))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def cache_targets(
+    dataset: WaveformDataset,
+    collator: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    batch_size: int,
+    states: Callable[[dict[str, Any]], list[torch.Tensor]],
+    desc: str = "teacher targets",
+) -> dict[str, list[torch.Tensor]]:
+    """A frozen teacher's targets for every utterance of ``dataset``: ``states(batch)`` (per layer
+    ``(B, T, D)``, batches with ``frame_mask`` and ``utts``) cut to each utterance's own frames
+    (CPU), computed in length-sorted batches."""
+    out: dict[str, list[torch.Tensor]] = {}
+    with torch.inference_mode():
+        for idx in tqdm(length_batches(dataset, batch_size), desc=desc, unit="batch", leave=False):
+            batch = collator([dataset[i] for i in idx])
+            layers = states(batch)
+            frames = batch["frame_mask"].sum(-1).tolist()
+            for b, utt in enumerate(batch["utts"]):
+                out[utt] = [h[b, : frames[b]].cpu().clone() for h in layers]
+    return out
