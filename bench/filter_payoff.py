@@ -8,6 +8,7 @@ Usage (in a recipe directory after stages 1-6, e.g. ``egs/mini_en`` after
         [--conditions all,label_free,auto,sup10,sup20,random,weight] [--labelled 16]
         [--pl-data dump/train_packed_pl] [--config conf/train.yaml] [--normalizer english]
         [--language en] [--train-opts "..."] [--decode-opts "--temperature-fallback"]
+        [--jobs 8]
 
 The experiment of uDistil-Whisper, on the recipe's own labels, training and decoding. One
 student per condition and seed, each from ``exp/student_init`` with ``--config``:
@@ -29,6 +30,8 @@ Each student is decoded on ``--test`` as the recipe decodes (``--decode-opts``) 
 and paired bootstrap intervals of label_free and auto against all, random and the supervised
 filters, with each condition's seeds averaged per utterance (``speechdistill compare`` with
 several runs). A rerun continues where a killed one stopped and refuses other settings.
+``--jobs N`` trains and decodes N students at a time (on one GPU, several tiny students fit;
+give ``--decode-opts "... --device cuda"`` there).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +100,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--train-opts", default="", help="more options for speechdistill train")
     p.add_argument("--decode-opts", default="--batch-size 8 --temperature-fallback",
                    help="options for speechdistill decode (default: %(default)s)")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=1,
+                   help="students trained and decoded at a time (default: %(default)s)")  # fmt: skip
     p.add_argument("--keep-models", action="store_true",
                    help="keep every student (default: only its decode and train logs)")  # fmt: skip
     args = p.parse_args(argv)
@@ -131,7 +137,7 @@ def settings(args: argparse.Namespace) -> dict:
     return {
         k: str(v) if isinstance(v, Path) else v
         for k, v in vars(args).items()
-        if k not in ("out", "seeds", "conditions", "keep_models")
+        if k not in ("out", "seeds", "conditions", "keep_models", "jobs")
     }
 
 
@@ -276,15 +282,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     check_settings(args)
     data = {c: select(args, c) for c in args.conditions if c != "random"}
-    hyps: dict[str, list[Path]] = {}
     sizes = {c: kept(args, d) for c, d in data.items()}
-    for seed in args.seeds:  # every condition once before the next seed
+    runs = []  # every condition once before the next seed
+    for seed in args.seeds:
         if "random" in args.conditions:
             data["random"] = random_subset(args, seed)
             sizes.setdefault("random", kept(args, data["random"]))  # hours: the first draw's
-        for cond in args.conditions:
-            log.info("%s, seed %d: %d utterances", cond, seed, sizes[cond]["utts"])
-            hyps.setdefault(cond, []).append(train_and_decode(args, cond, seed, data[cond]))
+        runs += [(cond, seed, data[cond]) for cond in args.conditions]
+    hyps: dict[str, list[Path]] = {}
+
+    def one(run: tuple[str, int, Path]) -> Path:
+        cond, seed, d = run
+        log.info("%s, seed %d: %d utterances", cond, seed, sizes[cond]["utts"])
+        return train_and_decode(args, cond, seed, d)
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for (cond, _, _), hyp in zip(runs, pool.map(one, runs), strict=True):
+            hyps.setdefault(cond, []).append(hyp)
             summary = summarise(args, hyps, sizes)
             atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
             atomic_write_text(args.out / "summary.md", markdown(summary))

@@ -183,13 +183,17 @@ class StudentInfo:
     #: with ``"default": true`` when the student's are :func:`default_alignment_heads`.
     alignment_heads: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"
+    #: A pruned encoder in place of the teacher's (``--encoder``): ``path``, ``pruned`` (layers
+    #: of different sizes: the config's ``pruning`` record), ``params`` and the pruning run's
+    #: ``sparsity`` where its ``prune.json`` records one; None for the teacher's own layers.
+    encoder: dict[str, Any] | None = None
     speechdistill_version: str = __version__
 
     @property
     def shares_teacher_encoder(self) -> bool:
         """True when the student's encoder is the teacher's (every layer kept, in order), so a
         frozen-encoder trainer can run one encoder pass for both."""
-        return self.encoder_map == list(range(self.teacher_encoder_layers))
+        return self.encoder is None and self.encoder_map == list(range(self.teacher_encoder_layers))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -209,11 +213,17 @@ class StudentInfo:
         def mb(n: int) -> str:
             return f"{n / 1e6:.2f}M"
 
+        encoder = (
+            f"encoder: {self.encoder['path']} ({'pruned, ' if self.encoder.get('pruned') else ''}"
+            f"{len(self.encoder_map)} layers)"
+            if self.encoder
+            else f"encoder layers: {len(self.encoder_map)} of {self.teacher_encoder_layers} "
+            f"(teacher layers {self.encoder_map})"
+        )
         return "\n".join(
             [
                 f"student: {self.out_dir}",
-                f"encoder layers: {len(self.encoder_map)} of {self.teacher_encoder_layers} "
-                f"(teacher layers {self.encoder_map})",
+                encoder,
                 f"decoder layers: {len(self.decoder_map)} of {self.teacher_decoder_layers} "
                 f"(teacher layers {self.decoder_map})",
                 f"parameters: teacher {mb(t['total'])} (encoder {mb(t['encoder'])}, decoder "
@@ -297,8 +307,14 @@ def _build_student(config, state_dict: dict[str, torch.Tensor]) -> WhisperForCon
     import torch
     from transformers import WhisperForConditionalGeneration
 
+    from speechdistill.prune.io import PrunedWhisperForConditionalGeneration
+    from speechdistill.prune.remove import PRUNING_KEY
+
+    pruned = getattr(config, PRUNING_KEY, None) is not None
     with torch.device("meta"):
-        model = WhisperForConditionalGeneration(config)
+        model = (
+            PrunedWhisperForConditionalGeneration if pruned else WhisperForConditionalGeneration
+        )(config)
     expected = model.state_dict()
     unknown = sorted(set(state_dict) - set(expected))
     missing = sorted(set(expected) - set(state_dict))
@@ -318,12 +334,37 @@ def _build_student(config, state_dict: dict[str, torch.Tensor]) -> WhisperForCon
     return model.eval()
 
 
+def _pruned_encoder(path: PathLike, tconf) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A saved (pruned) Whisper encoder of the teacher's shape, and its ``student.json`` record."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from speechdistill.prune.io import PRUNE_JSON, is_pruned, load_pruned
+
+    enc = load_pruned(path)
+    if not isinstance(enc, WhisperEncoder):
+        raise ValueError(f"{path}: not a Whisper encoder (a {type(enc).__name__})")
+    for name in ("d_model", "num_mel_bins", "max_source_positions"):
+        if getattr(enc.config, name) != getattr(tconf, name):
+            raise ValueError(
+                f"{path}: {name} {getattr(enc.config, name)} is not the teacher's "
+                f"{getattr(tconf, name)} (an encoder of another model)"
+            )
+    record: dict[str, Any] = {"path": str(Path(path).resolve()), "pruned": is_pruned(enc.config),
+                              "params": sum(p.numel() for p in enc.parameters())}  # fmt: skip
+    prune_json = Path(path) / PRUNE_JSON
+    if prune_json.is_file():
+        info = json.loads(prune_json.read_text(encoding="utf-8"))
+        record.update({k: info[k] for k in ("sparsity", "target_sparsity") if k in info})
+    return enc, record
+
+
 def init_student(
     teacher_dir: PathLike,
     out_dir: PathLike,
     *,
     decoder_layers: int | Sequence[int] = 2,
     encoder_layers: int | Sequence[int] | None = None,
+    encoder: PathLike | None = None,
     dtype: Any = None,
     overwrite: bool = False,
 ) -> StudentInfo:
@@ -331,7 +372,10 @@ def init_student(
 
     ``decoder_layers`` / ``encoder_layers``: a count (maximally spaced teacher layers, first and
     last kept) or an explicit list of teacher layer indices; ``encoder_layers=None`` keeps the
-    whole encoder. ``dtype``: a torch dtype or its name (None: the teacher's stored dtype).
+    whole encoder. ``encoder``: a pruned encoder of this teacher (``speechdistill prune`` /
+    ``final-distill``) in place of the teacher's; where its layers differ in size the student's
+    config keeps the ``pruning`` record (it loads with
+    :class:`~speechdistill.prune.io.PrunedWhisperForConditionalGeneration`). ``dtype``: a torch dtype or its name (None: the teacher's stored dtype).
     The model (safetensors), config, generation config and processor are written into a staging
     directory and moved into ``out_dir``; ``student.json`` is written last. A non-empty
     ``out_dir`` (hidden files and a ``log/`` directory aside) is refused unless ``overwrite``.
@@ -352,7 +396,21 @@ def init_student(
     config.decoder_layers = len(dec_map)
     param_dtype = next(teacher.parameters()).dtype
     config.dtype = param_dtype
-    student = _build_student(config, _student_state_dict(teacher.state_dict(), enc_map, dec_map))
+    state = _student_state_dict(teacher.state_dict(), enc_map, dec_map)
+    enc_record = None
+    if encoder is not None:
+        if encoder_layers is not None:
+            raise ValueError("give encoder or encoder_layers, not both")
+        enc, enc_record = _pruned_encoder(encoder, tconf)
+        for name in ("encoder_layers", "encoder_attention_heads", "encoder_ffn_dim"):
+            setattr(config, name, getattr(enc.config, name))
+        if enc_record["pruned"]:
+            config.pruning = dict(enc.config.pruning)
+        enc_map = list(range(enc.config.encoder_layers))
+        state = {k: v for k, v in state.items() if not k.startswith("model.encoder.")}
+        state.update({f"model.encoder.{k}": v.to(param_dtype) for k, v in enc.state_dict().items()})
+        del enc
+    student = _build_student(config, state)
 
     gen = copy.deepcopy(teacher.generation_config)
     teacher_heads = getattr(gen, "alignment_heads", None)
@@ -394,6 +452,7 @@ def init_student(
         params={"teacher": _param_counts(teacher), "student": _param_counts(student)},
         alignment_heads=heads,
         dtype=str(param_dtype).replace("torch.", ""),
+        encoder=enc_record,
     )
     del teacher
 

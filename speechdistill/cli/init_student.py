@@ -1,7 +1,8 @@
 """``speechdistill init-student``: a Distil-Whisper student from the teacher (stage 6).
 
 speechdistill init-student --teacher DIR --out DIR [--decoder-layers 2 | --decoder-layers 0,3]
-                           [--encoder-layers N | LIST] [--dtype …] [--overwrite]
+                           [--encoder-layers N | LIST | --encoder PRUNED] [--dtype …]
+                           [--overwrite]
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=LAYERS_HELP + "; default: the whole encoder",
     )
     p.add_argument(
+        "--encoder",
+        type=model_dir,
+        default=None,
+        metavar="DIR",
+        help="the student's encoder: a pruned Whisper encoder of this teacher (the output of "
+        "`speechdistill prune` or `final-distill`) instead of the teacher's",
+    )
+    p.add_argument(
         "--dtype",
         default=None,
         choices=["float32", "float16", "bfloat16"],
@@ -74,11 +83,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from speechdistill.init_student import init_student
 
+    if args.encoder is not None and args.encoder_layers is not None:
+        raise SystemExit("init-student: give --encoder or --encoder-layers, not both")
     info = init_student(
         args.teacher,
         args.out,
         decoder_layers=args.decoder_layers,
         encoder_layers=args.encoder_layers,
+        encoder=args.encoder,
         dtype=args.dtype,
         overwrite=args.overwrite,
     )

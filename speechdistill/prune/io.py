@@ -5,7 +5,9 @@ A pruned model's ``config.json`` is its transformers config (``model_type`` ``wh
 ``hubert``) with, where layers differ, the ``pruning`` record (per-layer ``num_heads`` and
 ``ffn_dim``, ``head_dim``, Whisper's ``conv_channels``): :class:`PrunedWhisperEncoder` and
 :class:`PrunedHubertModel` build the base model from the config and resize it to the record
-before transformers loads the weights. Without the record (every layer keeps all heads and the
+before transformers loads the weights. A Whisper student built on a pruned encoder
+(``init-student --encoder``) keeps the record in its config and loads with
+:class:`PrunedWhisperForConditionalGeneration`. Without the record (every layer keeps all heads and the
 same FFN size) the directory is a plain ``WhisperEncoder`` / ``HubertModel`` one.
 :func:`load_pruned` picks the class.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
-from transformers import HubertForCTC, HubertModel
+from transformers import HubertForCTC, HubertModel, WhisperForConditionalGeneration
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from speechdistill.prune.remove import PRUNING_KEY, apply_structure
@@ -28,6 +30,7 @@ __all__ = [
     "PrunedHubertForCTC",
     "PrunedHubertModel",
     "PrunedWhisperEncoder",
+    "PrunedWhisperForConditionalGeneration",
     "is_pruned",
     "load_pruned",
     "save_pruned",
@@ -42,6 +45,17 @@ class PrunedWhisperEncoder(WhisperEncoder):
     def __init__(self, config):
         super().__init__(config)
         apply_structure(self, getattr(config, PRUNING_KEY))
+
+
+class PrunedWhisperForConditionalGeneration(WhisperForConditionalGeneration):
+    """A Whisper model whose encoder is resized to its config's ``pruning`` record: a pruned
+    encoder under a Whisper decoder. It generates, decodes long-form and gives word timestamps
+    as ``WhisperForConditionalGeneration`` does; CTranslate2 cannot hold its layers of
+    different sizes."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        apply_structure(self.model.encoder, getattr(config, PRUNING_KEY))
 
 
 class PrunedHubertModel(HubertModel):

@@ -92,7 +92,14 @@ def load_teacher(
         )
     elif path.exists():
         raise ValueError(f"{path}: not a directory")
-    model = WhisperForConditionalGeneration.from_pretrained(
+    cls = WhisperForConditionalGeneration
+    if path.is_dir():
+        from speechdistill.prune.io import PrunedWhisperForConditionalGeneration
+        from speechdistill.prune.remove import PRUNING_KEY
+
+        if PRUNING_KEY in json.loads((path / "config.json").read_text("utf-8")):
+            cls = PrunedWhisperForConditionalGeneration  # a student on a pruned encoder
+    model = cls.from_pretrained(
         src,
         dtype=_resolve_dtype(dtype, device),
         attn_implementation=attn_implementation,

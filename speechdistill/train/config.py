@@ -244,8 +244,8 @@ class TrainConfig(BaseTrainConfig):
             raise ValueError(f"unknown teacher_mode {self.teacher_mode!r}")
         if self.on_policy_weight < 0 or self.on_policy_temperature < 0:
             raise ValueError("on_policy_weight and on_policy_temperature must be >= 0")
-        if self.teacher_mode != "online" and not self.freeze_encoder:
-            raise ValueError("a shared or cached encoder must be frozen (freeze_encoder=true)")
+        if self.teacher_mode == "shared_encoder" and not self.freeze_encoder:
+            raise ValueError("a shared encoder must be frozen (freeze_encoder=true)")
 
     @property
     def weights(self) -> tuple[float, float]:

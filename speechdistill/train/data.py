@@ -122,10 +122,12 @@ class KDDataset(torch.utils.data.Dataset):
     """The utterances of a (pseudo-labelled, filtered) data dir as Whisper KD examples.
 
     Each item: ``utt``, ``input_features`` (80/128 × 3000, float32) or ``encoder_states``
-    (cache), ``decoder_input_ids`` and ``labels`` (lists of ints), ``rskd`` + ``rskd_start``
-    with the cache, and ``weight`` with ``weights_file`` (``utt2weight``: every training
+    (cache, ``cached_states``), ``decoder_input_ids`` and ``labels`` (lists of ints), ``rskd`` +
+    ``rskd_start`` with the cache, and ``weight`` with ``weights_file`` (``utt2weight``: every training
     utterance needs one). Random choices (timestamps, previous context) depend on (seed, epoch,
-    utterance) only, so a resumed run makes the same ones.
+    utterance) only, so a resumed run makes the same ones. ``cached_states=False``: the cache
+    gives the RS-KD samples only and each item has ``input_features`` (a student whose encoder is
+    not the teacher's runs its own).
     """
 
     def __init__(
@@ -137,12 +139,14 @@ class KDDataset(torch.utils.data.Dataset):
         *,
         cache: CacheReader | None = None,
         weights_file: str | Path | None = None,
+        cached_states: bool = True,
     ):
         self.dir = DataDir(data_dir)
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.config = config
         self.cache = cache
+        self.cached_states = cache is not None and cached_states
         self.prompt = Prompt.from_model(generation_config, self.tokenizer, config.language,
                                         config.task)  # fmt: skip
         self.epoch = 0
@@ -173,7 +177,9 @@ class KDDataset(torch.utils.data.Dataset):
             if not self._fits(ids):
                 skipped.append(utt)
                 continue
-            if cache is not None and not (cache.has("rskd", utt) and cache.has("encoder", utt)):
+            if cache is not None and not (
+                cache.has("rskd", utt) and (cache.has("encoder", utt) or not self.cached_states)
+            ):
                 skipped.append(utt)
                 continue
             self.ids[utt] = ids
@@ -320,9 +326,10 @@ class KDDataset(torch.utils.data.Dataset):
                     f"label {len(words) + 1} tokens: train on the pseudo-labels of that cache "
                     "(text.teacher with its utt2teacher_tokens and utt2teacher_tokens_ts)"
                 )
-            item["encoder_states"] = self.cache.encoder(utt)
             item["rskd"] = rskd
             item["rskd_start"] = t.start
+        if self.cached_states:
+            item["encoder_states"] = self.cache.encoder(utt)
         else:
             audio = read_audio(self.wav[utt], utt_id=utt)
             feats = self.processor.feature_extractor(
@@ -351,6 +358,7 @@ def collate(items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
         batch["input_features"] = torch.stack([it["input_features"] for it in items])
     if "encoder_states" in items[0]:
         batch["encoder_states"] = torch.stack([it["encoder_states"] for it in items])
+    if "rskd" in items[0]:
         batch["sparse"] = pack_sparse(
             [it["rskd"] for it in items], pad_to=width, starts=[it["rskd_start"] for it in items]
         )

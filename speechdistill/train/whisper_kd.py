@@ -9,7 +9,9 @@ teacher in one of three modes:
 - ``cache``: encoder states and sparse RS-KD teacher samples (of the plain or the timestamped
   label, as the example was drawn) are read from the pseudo-label caches, so no teacher runs at
   all (the KD term is the unbiased RS-KD estimate; with previous context, of the teacher's
-  distribution without it: :mod:`~speechdistill.train.data`).
+  distribution without it: :mod:`~speechdistill.train.data`). A student whose encoder is not
+  the teacher's (fewer layers, or a pruned encoder: ``init-student --encoder``) runs its own
+  encoder on the audio and takes only the RS-KD samples from the cache.
 
 In every mode the context positions and padding are masked out of CE and KD alike (label -100;
 the sparse targets cover the label's tokens only).
@@ -117,6 +119,35 @@ class _NoEncoder(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         raise RuntimeError("teacher_mode=cache reads the teacher's encoder states from the cache")
+
+
+def _shares_teacher_encoder(student, teacher_dir: PathLike) -> bool:
+    """Whether the student's encoder holds the teacher's weights, read from the teacher's
+    safetensors (in cache mode the teacher is not loaded). A teacher that is no local directory
+    is trusted to be the student's when ``student.json`` says so or there is none."""
+    from safetensors import safe_open
+
+    from speechdistill.init_student import read_student_info
+
+    own = student.model.encoder.state_dict()
+    files = sorted(Path(teacher_dir).glob("*.safetensors")) if Path(teacher_dir).is_dir() else []
+    if not files:
+        info = read_student_info(student.name_or_path)
+        return info is None or info.shares_teacher_encoder
+    prefix, seen = "model.encoder.", set()
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            for key in st.keys():  # noqa: SIM118 (safe_open is no dict)
+                if not key.startswith(prefix):
+                    continue
+                name = key[len(prefix) :]
+                t = st.get_tensor(key)
+                if name not in own or tuple(own[name].shape) != tuple(t.shape):
+                    return False
+                if not torch.equal(own[name].to(t.dtype), t):
+                    return False
+                seen.add(name)
+    return seen == set(own)
 
 
 def _same_encoder(student, teacher) -> bool:
@@ -300,8 +331,24 @@ class WhisperKDTrainer(AcceleratedTrainer):
                     "teacher_mode=shared_encoder needs the student's encoder to equal the "
                     "teacher's (init-student without --encoder-layers); use teacher_mode=online"
                 )
+        cached_states = cache is not None and _shares_teacher_encoder(self.student, teacher_dir)
+        if cached_states and not config.freeze_encoder:
+            raise ValueError(
+                "the student's encoder is the teacher's, whose states the cache holds: it cannot "
+                "train from the cache (freeze_encoder=true, or teacher_mode=online)"
+            )
+        if cache is not None and not cached_states:
+            if config.on_policy_weight:
+                raise ValueError(
+                    "on-policy KD from the cache needs the teacher's encoder states: this "
+                    "student's encoder is not the teacher's; use teacher_mode=online"
+                )
+            if self.acc.is_main_process:
+                log.info("the student's encoder is not the teacher's: it runs on the audio; "
+                         "the cache gives the teacher's RS-KD samples")  # fmt: skip
         dataset = KDDataset(train_dir, self.processor, self.student.generation_config, config,
-                            cache=cache, weights_file=weights_file)  # fmt: skip
+                            cache=cache, weights_file=weights_file,
+                            cached_states=cached_states)  # fmt: skip
         if dataset.weights is not None and self.acc.is_main_process:
             w = list(dataset.weights.values())
             log.info("training with per-utterance weights from %s: %d utterances, mean %.3f",
@@ -333,7 +380,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
         before the window's items are counted: the decoded tokens are items of their own."""
         cfg = self.config
         inner = self.acc.unwrap_model(self.student)
-        if cfg.teacher_mode != "cache" and cfg.specaugment:
+        if "input_features" in batch and cfg.specaugment:
             batch["input_features"] = _spec_augment(inner, batch["input_features"])
         if cfg.teacher_mode == "shared_encoder":
             with torch.no_grad(), self.acc.autocast():
@@ -364,7 +411,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
         gen.do_sample = sample
         gen.temperature = cfg.on_policy_temperature if sample else None
         gen.top_k, gen.top_p = (0, 1.0) if sample else (None, None)  # the full distribution
-        if cfg.teacher_mode == "online":
+        if "encoder_states" not in batch:  # the student's own encoder
             inputs: dict[str, Any] = {"input_features": batch["input_features"]}
         else:
             enc = batch["encoder_states"].to(model.dtype)
@@ -429,7 +476,7 @@ class WhisperKDTrainer(AcceleratedTrainer):
             dec_in = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True,
                                                      padding_value=self.pad_id)  # fmt: skip
         student = self.student
-        if cfg.teacher_mode == "online":
+        if "encoder_states" not in batch:  # the student's own encoder
             feats = batch["input_features"]
             feats = feats if policy is None else torch.cat([feats, feats])
             logits = student(input_features=feats, decoder_input_ids=dec_in).logits

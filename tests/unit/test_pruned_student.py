@@ -1,0 +1,100 @@
+"""A Whisper student on a pruned encoder (``init-student --encoder``), and KD training from the
+pseudo-label caches of a student whose encoder is not the teacher's: tiny random models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hubert_helpers import noise_data_dir, tiny_whisper_teacher
+from prune_helpers import scramble_gates
+from safetensors.torch import load_file
+from transformers import GenerationConfig
+
+from speechdistill.cache import CACHE_DIR
+from speechdistill.init_student import init_student, read_student_info
+from speechdistill.prune.gates import PruningGates
+from speechdistill.prune.io import PrunedWhisperForConditionalGeneration, load_pruned, save_pruned
+from speechdistill.prune.remove import prune_model
+from speechdistill.pseudo_label import PseudoLabelConfig, pseudo_label
+from speechdistill.teachers.whisper import load_teacher
+from speechdistill.train.config import TrainConfig
+from speechdistill.train.whisper_kd import train_whisper
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A random teacher (its labels end), its encoder pruned (layer 1 without heads, layer 0 without FFN: a
+    ``pruning`` record), 6 noise clips pseudo-labelled with the encoder and RS-KD caches."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pruned_student")
+    teacher = tiny_whisper_teacher(root / "teacher")
+    gen = GenerationConfig.from_pretrained(teacher)
+    gen.exponential_decay_length_penalty = (5, 4.0)  # labels that end (EOS after ~5 tokens)
+    gen.save_pretrained(teacher)
+    encoder = load_teacher(teacher)[0].model.encoder
+    gates = PruningGates(encoder, ("head", "interm"))
+    scramble_gates(gates)
+    gates.eval()
+    prune_model(encoder, gates)
+    pruned = save_pruned(encoder, root / "pruned", {"sparsity": 0.5})
+    data = noise_data_dir(root / "data", 6)
+    pseudo_label(teacher, data, root / "pl",
+                 PseudoLabelConfig(batch_size=2, cache_encoder=True, rskd_k=4))  # fmt: skip
+    return {"root": root, "teacher": teacher, "pruned": pruned, "data": data, "pl": root / "pl"}
+
+
+def test_init_student_on_a_pruned_encoder(setup, tmp_path):
+    info = init_student(setup["teacher"], tmp_path / "s", decoder_layers=1, encoder=setup["pruned"])
+    assert not info.shares_teacher_encoder
+    assert info.encoder["pruned"] is True and info.encoder["sparsity"] == 0.5
+    assert read_student_info(tmp_path / "s").encoder == info.encoder
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert config["pruning"]["num_heads"][1] == 0 and config["decoder_layers"] == 1
+    student, _ = load_teacher(tmp_path / "s")
+    assert isinstance(student, PrunedWhisperForConditionalGeneration)
+    enc = load_pruned(setup["pruned"])
+    assert info.encoder["params"] == sum(p.numel() for p in enc.parameters())
+    feats = torch.randn(1, 80, 3000)
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            student.model.encoder(feats).last_hidden_state, enc(feats).last_hidden_state
+        )
+    teacher = load_file(setup["teacher"] / "model.safetensors")
+    mine = load_file(tmp_path / "s" / "model.safetensors")
+    assert torch.equal(  # decoder layer 0 of the student is the teacher's last (layer 1)
+        mine["model.decoder.layers.0.fc1.weight"], teacher["model.decoder.layers.1.fc1.weight"]
+    )
+    # it generates like any Whisper model
+    ids = student.generate(feats, max_new_tokens=3)
+    assert ids.shape[0] == 1
+    with pytest.raises(ValueError, match="not both"):
+        init_student(setup["teacher"], tmp_path / "t", encoder=setup["pruned"], encoder_layers=1)
+
+
+@pytest.mark.parametrize("kind", ["pruned", "fewer_layers", "teacher"])
+def test_cache_training_runs_the_students_own_encoder(setup, tmp_path, kind):
+    """From the caches, a student whose encoder is not the teacher's reads the audio: its
+    (unfrozen) encoder learns. A student with the teacher's own encoder is fed the cached
+    states, which its encoder cannot learn from: training it unfrozen is refused."""
+    opts = {"pruned": {"encoder": setup["pruned"]}, "fewer_layers": {"encoder_layers": 1},
+            "teacher": {}}[kind]  # fmt: skip
+    student = tmp_path / "student"
+    init_student(setup["teacher"], student, decoder_layers=1, **opts)
+    cfg = TrainConfig(teacher_mode="cache", cache_dir=str(setup["pl"] / CACHE_DIR),
+                      freeze_encoder=False, max_steps=2, batch_size=2, eval_steps=2,
+                      save_steps=2, log_steps=1, eval_batch_size=3, eval_max_new_tokens=4,
+                      warmup_steps=0, lr=1e-3, temperature=1.0, num_workers=0)  # fmt: skip
+    out = tmp_path / "out"
+    if kind == "teacher":
+        with pytest.raises(ValueError, match="cannot train from the cache"):
+            train_whisper(student, setup["teacher"], setup["pl"], setup["data"], out, cfg)
+        return
+    train_whisper(student, setup["teacher"], setup["pl"], setup["data"], out, cfg)
+    before, after = load_file(student / "model.safetensors"), load_file(out / "model.safetensors")
+    enc = [k for k in before if k.startswith("model.encoder.layers.") and k.endswith("fc2.weight")]
+    changed = [k for k in enc if not torch.equal(before[k], after[k])]
+    assert changed and changed == [k for k in enc if before[k].numel()]
+    trained, _ = load_teacher(out)
+    assert isinstance(trained, PrunedWhisperForConditionalGeneration) == (kind == "pruned")
