@@ -61,10 +61,12 @@ filter=label_free       # label_free (no transcripts needed), supervised (WER vs
 filter_keep="empty>=1 compression_ratio>=-2.4 ngram_repeat>=-3 top:80%:confidence"  # label_free rules
 filter_max_wer=0.1      # supervised: keep labels with WER below this (distil-whisper: 10 %)
 filter_min_lang_prob=   # drop clips whose P(language) under a multilingual teacher is below this (e.g. 0.01; empty: keep)
+filter_mode=drop        # drop: train on the selection; weight: keep every label the thresholds pass, weighted by the quota's score rank (utt2weight)
 filter_opts=            # more options for speechdistill filter (e.g. --proxy DIR, --keep auto)
 # Student and training
 student_decoder_layers=2  # decoder layers of the student (a count, or a list like 0,31)
 student_encoder_layers=   # encoder layers (empty: the teacher's whole encoder, frozen and shared)
+student_encoder=          # a pruned encoder of the teacher (run_prune.sh's exp/prune50/student) instead of the teacher's
 train_config=conf/train.yaml  # training options (YAML; see speechdistill train --help)
 train_opts=             # more options for speechdistill train, e.g. "--max-steps 2000"
 # Decoding
@@ -189,7 +191,7 @@ if [ "${filter}" != none ] && stage_start 5 filter "${train_data}"; then
   esac
   # shellcheck disable=SC2086 # filter_opts is a list of options
   speechdistill filter --data "${pl_dir}" --out "${train_data}" --exp-dir "exp/filter_${filter}" \
-    --normalizer "${normalizer}" "${keep[@]}" ${language:+--language "${language}"} \
+    --normalizer "${normalizer}" --mode "${filter_mode}" "${keep[@]}" ${language:+--language "${language}"} \
     ${filter_min_lang_prob:+--min-lang-prob "${filter_min_lang_prob}"} ${filter_opts}
   speechdistill data validate --no-text "${train_data}"
   mark_done "${train_data}" filter
@@ -197,6 +199,7 @@ fi
 if stage_start 6 init_student exp/student_init; then
   init_args=(--teacher exp/teacher --out exp/student_init --decoder-layers "${student_decoder_layers}")
   [ -n "${student_encoder_layers}" ] && init_args+=(--encoder-layers "${student_encoder_layers}")
+  [ -n "${student_encoder}" ] && init_args+=(--encoder "${student_encoder}")
   speechdistill init-student "${init_args[@]}" --overwrite
   mark_done exp/student_init init_student
 fi
@@ -297,8 +300,12 @@ if stage_start 9 score; then
       speed+=("exp/${m}/speed.json")
     done
   fi
+  filter_report=()
+  [ "${filter}" != none ] && [ -f "exp/filter_${filter}/report.json" ] &&
+    filter_report=(--filter-report "exp/filter_${filter}/report.json")
   if [ ${#results[@]} -gt 0 ]; then
-    speechdistill results --out exp/RESULTS.md "${results[@]}" ${speed[@]:+--speed "${speed[@]}"}
+    speechdistill results --out exp/RESULTS.md "${results[@]}" ${speed[@]:+--speed "${speed[@]}"} \
+      ${filter_report[@]:+"${filter_report[@]}"}
   fi
   [ -f exp/RESULTS.md ] && cat exp/RESULTS.md
 fi

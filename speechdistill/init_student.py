@@ -354,6 +354,7 @@ def _pruned_encoder(path: PathLike, tconf) -> tuple[torch.nn.Module, dict[str, A
     prune_json = Path(path) / PRUNE_JSON
     if prune_json.is_file():
         info = json.loads(prune_json.read_text(encoding="utf-8"))
+        info = info.get("pruned", info)  # final-distill's record nests the pruning run's
         record.update({k: info[k] for k in ("sparsity", "target_sparsity") if k in info})
     return enc, record
 

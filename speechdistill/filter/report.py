@@ -147,6 +147,35 @@ def format_report_md(r: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_summary_md(r: Mapping[str, Any], *, level: int = 2) -> str:
+    """A short section for a recipe's RESULTS.md: what was kept (hours, weights) and, where the
+    pseudo-labels have references, the ROC-AUC of each score at detecting bad labels."""
+    inp, kept = r["input"], r["kept"]
+    rules = ", ".join(f"`{x['rule']}`" for x in r["rules"]) or "none"
+    lines = [
+        f"{'#' * level} Label filter (`{r['exp_dir']}`)",
+        "",
+        f"- rules: {rules}",
+        f"- kept: {kept['utts']} of {inp['utts']} utterances, {kept['hours']:.3f} of "
+        f"{inp['hours']:.3f} h",
+        *_weights_md(r),
+    ]
+    d = r.get("diagnostics")
+    if d:
+        body = _diagnostics_md(d)
+        at = body.index("### ROC-AUC at detecting bad labels")
+        end = (
+            body.index("### The selection on the labelled utterances")
+            if d.get("selection")
+            else None
+        )
+        lines += ["", body[3], "", *("#" * (level - 2) + x if x.startswith("#") else x
+                                  for x in body[at:end])]  # fmt: skip
+        while lines[-1] == "":
+            lines.pop()
+    return "\n".join(lines) + "\n"
+
+
 def _weights_md(r: Mapping[str, Any]) -> list[str]:
     """The report's lines on the mode, the weights and ``--min-hours``."""
     lines = []

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from recipe_helpers import REPO, copy_egs, run_recipe
 
+from speechdistill.datadir import read_kv
 from speechdistill.scoring import load_results
 
 
@@ -40,8 +41,6 @@ def test_mini_en_recipe_end_to_end(recipe):
         short,
         "--speed_max_utts",
         "4",
-        "--filter",
-        "label_free",  # mini_en trains on every label by default; the filter stage runs here too
         "--decode_temperature_fallback",
         "true",
     )
@@ -69,6 +68,11 @@ def test_mini_en_recipe_end_to_end(recipe):
     kept = (recipe / "dump" / "train_packed_pl_label_free" / "text.teacher").read_text()
     kept = kept.splitlines()
     assert 1 <= len(kept) <= 6
+    # run.sh weights the labels (--filter_mode weight) and train reads the weights
+    weights = read_kv(recipe / "dump" / "train_packed_pl_label_free" / "utt2weight")
+    assert len(weights) == len(kept) and all(0 < float(w) <= 1 for w in weights.values())
+    run_record = json.loads((recipe / "exp" / "student" / "train_run.json").read_text())
+    assert run_record["inputs"]["sample_weights"]["sha256"]
     assert (recipe / "exp" / "student" / "model.safetensors").is_file()
     assert (recipe / "exp" / "student" / "train_log.csv").is_file()
     # the fallback decoded test and chose the checkpoint on dev
@@ -82,6 +86,8 @@ def test_mini_en_recipe_end_to_end(recipe):
     results_md = (recipe / "exp" / "RESULTS.md").read_text()
     assert re.search(r"^\|test\|10\|\d+\|", results_md, re.M), results_md
     assert "## teacher" in results_md and "## student" in results_md
+    assert "## Label filter (`exp/filter_label_free`)" in results_md  # kept hours, AUC table
+    assert "weighted hours" in results_md and "ROC-AUC" in results_md
     # test_long: the test recordings whole, decoded long-form by both models and scored
     assert re.search(r"^\|long_test_long\|2\|\d+\|", results_md, re.M), results_md  # 2 recordings
     for m in ("teacher", "student"):

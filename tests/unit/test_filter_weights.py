@@ -150,3 +150,27 @@ def test_a_bad_utt2weight_is_refused_naming_file_and_line(tmp_path, line, proble
     if not line.startswith("zz"):
         with pytest.raises(DataDirError, match=r"utt2weight:1: 's-a': "):
             read_weights(path / "utt2weight")
+
+
+def test_results_md_carries_the_filter_summary(tmp_path):
+    """``speechdistill results --filter-report``: the recipe's RESULTS.md says what the filter
+    kept (hours, weights) beside the WER tables; a file that is no report is a one-line error."""
+    from speechdistill.scoring import score
+    from speechdistill.scoring.results import save_results
+
+    pl_dir(tmp_path / "pl")
+    run(tmp_path, "w", "empty>=1", "top:2:confidence", mode="weight")
+    refs = {"u1": "a b c", "u2": "d e"}
+    res = score(refs, {"u1": "a b c", "u2": "d"}, normalizer="none", bootstrap=0)
+    save_results(tmp_path / "results.json", res.to_dict())
+    md = tmp_path / "RESULTS.md"
+    assert main(["results", str(tmp_path / "results.json"), "--out", str(md),
+                 "--filter-report", str(tmp_path / "w_exp" / "report.json")]) == 0  # fmt: skip
+    text = md.read_text()
+    section = text[text.index("## Label filter") :]
+    assert "- rules: `empty>=1`, `top:2:confidence`" in section
+    assert "- kept: 5 of 6 utterances, 2.500 of 3.000 h" in section
+    assert "weighted hours Σ w·dur 1.510 h" in section
+    with pytest.raises(SystemExit, match=r"not a filter report\.json"):
+        main(["results", str(tmp_path / "results.json"), "--out", str(md),
+              "--filter-report", str(tmp_path / "results.json")])  # fmt: skip

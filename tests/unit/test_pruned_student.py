@@ -98,3 +98,19 @@ def test_cache_training_runs_the_students_own_encoder(setup, tmp_path, kind):
     assert changed and changed == [k for k in enc if before[k].numel()]
     trained, _ = load_teacher(out)
     assert isinstance(trained, PrunedWhisperForConditionalGeneration) == (kind == "pruned")
+
+
+def test_a_pruned_student_is_refused_where_it_cannot_run(setup, tmp_path):
+    """CTranslate2 and a plain transformers Hub folder cannot hold layers of different sizes:
+    export and publish say so in one line, before writing anything."""
+    from speechdistill.publish.folder import build_hub_folder
+    from speechdistill.whisper.ct2.binary import ConversionError
+    from speechdistill.whisper.ct2.export import export_ct2
+
+    student = tmp_path / "s"
+    init_student(setup["teacher"], student, decoder_layers=1, encoder=setup["pruned"])
+    with pytest.raises(ConversionError, match="layers of different sizes"):
+        export_ct2(student, tmp_path / "ct2")
+    with pytest.raises(ValueError, match="does not load as a plain transformers model"):
+        build_hub_folder(student, tmp_path / "hub")
+    assert not (tmp_path / "ct2").exists() and not (tmp_path / "hub").exists()

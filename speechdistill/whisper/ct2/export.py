@@ -3,6 +3,7 @@ dependency), for deployment."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -78,6 +79,14 @@ def export_ct2(
         raise ConversionError(
             f"{src}: no safetensors weights (model.safetensors); pickle weights are never loaded"
         )
+    if local and (Path(src) / "config.json").is_file():
+        config = json.loads((Path(src) / "config.json").read_text(encoding="utf-8"))
+        if config.get("pruning") is not None:
+            raise ConversionError(
+                f"{src}: its encoder is pruned to layers of different sizes (the config's "
+                "`pruning` record), which CTranslate2's Whisper cannot hold; it runs in "
+                "transformers (speechdistill decode, the pipeline with this package's model class)"
+            )
     copy_files = ["tokenizer.json"] if not local or (Path(src) / "tokenizer.json").is_file() else []
     out = Path(out_dir)
     owned = {
