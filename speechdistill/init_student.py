@@ -376,7 +376,8 @@ def init_student(
     whole encoder. ``encoder``: a pruned encoder of this teacher (``speechdistill prune`` /
     ``final-distill``) in place of the teacher's; where its layers differ in size the student's
     config keeps the ``pruning`` record (it loads with
-    :class:`~speechdistill.prune.io.PrunedWhisperForConditionalGeneration`). ``dtype``: a torch dtype or its name (None: the teacher's stored dtype).
+    :class:`~speechdistill.prune.io.PrunedWhisperForConditionalGeneration`). ``dtype``: a torch
+    dtype or its name (None: the teacher's stored dtype).
     The model (safetensors), config, generation config and processor are written into a staging
     directory and moved into ``out_dir``; ``student.json`` is written last. A non-empty
     ``out_dir`` (hidden files and a ``log/`` directory aside) is refused unless ``overwrite``.

@@ -7,8 +7,8 @@ A pruned model's ``config.json`` is its transformers config (``model_type`` ``wh
 :class:`PrunedHubertModel` build the base model from the config and resize it to the record
 before transformers loads the weights. A Whisper student built on a pruned encoder
 (``init-student --encoder``) keeps the record in its config and loads with
-:class:`PrunedWhisperForConditionalGeneration`. Without the record (every layer keeps all heads and the
-same FFN size) the directory is a plain ``WhisperEncoder`` / ``HubertModel`` one.
+:class:`PrunedWhisperForConditionalGeneration`. Without the record (every layer keeps all heads
+and the same FFN size) the directory is a plain ``WhisperEncoder`` / ``HubertModel`` one.
 :func:`load_pruned` picks the class.
 """
 

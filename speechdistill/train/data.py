@@ -122,12 +122,12 @@ class KDDataset(torch.utils.data.Dataset):
     """The utterances of a (pseudo-labelled, filtered) data dir as Whisper KD examples.
 
     Each item: ``utt``, ``input_features`` (80/128 × 3000, float32) or ``encoder_states``
-    (cache, ``cached_states``), ``decoder_input_ids`` and ``labels`` (lists of ints), ``rskd`` +
-    ``rskd_start`` with the cache, and ``weight`` with ``weights_file`` (``utt2weight``: every training
-    utterance needs one). Random choices (timestamps, previous context) depend on (seed, epoch,
-    utterance) only, so a resumed run makes the same ones. ``cached_states=False``: the cache
-    gives the RS-KD samples only and each item has ``input_features`` (a student whose encoder is
-    not the teacher's runs its own).
+    (cache, ``cached_states``), ``decoder_input_ids`` and ``labels`` (lists of ints), ``rskd``
+    + ``rskd_start`` with the cache, and ``weight`` with ``weights_file`` (``utt2weight``: every
+    training utterance needs one). Random choices (timestamps, previous context) depend on
+    (seed, epoch, utterance) only, so a resumed run makes the same ones. ``cached_states=False``:
+    the cache gives the RS-KD samples only and each item has ``input_features`` (a student whose
+    encoder is not the teacher's runs its own).
     """
 
     def __init__(
