@@ -307,10 +307,9 @@ def _build_student(config, state_dict: dict[str, torch.Tensor]) -> WhisperForCon
     import torch
     from transformers import WhisperForConditionalGeneration
 
-    from speechdistill.prune.io import PrunedWhisperForConditionalGeneration
-    from speechdistill.prune.remove import PRUNING_KEY
+    from speechdistill.prune.io import PrunedWhisperForConditionalGeneration, is_pruned
 
-    pruned = getattr(config, PRUNING_KEY, None) is not None
+    pruned = is_pruned(config)
     with torch.device("meta"):
         model = (
             PrunedWhisperForConditionalGeneration if pruned else WhisperForConditionalGeneration

@@ -147,13 +147,13 @@ def format_report_md(r: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_summary_md(r: Mapping[str, Any], *, level: int = 2) -> str:
+def format_summary_md(r: Mapping[str, Any]) -> str:
     """A short section for a recipe's RESULTS.md: what was kept (hours, weights) and, where the
     pseudo-labels have references, the ROC-AUC of each score at detecting bad labels."""
     inp, kept = r["input"], r["kept"]
     rules = ", ".join(f"`{x['rule']}`" for x in r["rules"]) or "none"
     lines = [
-        f"{'#' * level} Label filter (`{r['exp_dir']}`)",
+        f"## Label filter (`{r['exp_dir']}`)",
         "",
         f"- rules: {rules}",
         f"- kept: {kept['utts']} of {inp['utts']} utterances, {kept['hours']:.3f} of "
@@ -162,17 +162,7 @@ def format_summary_md(r: Mapping[str, Any], *, level: int = 2) -> str:
     ]
     d = r.get("diagnostics")
     if d:
-        body = _diagnostics_md(d)
-        at = body.index("### ROC-AUC at detecting bad labels")
-        end = (
-            body.index("### The selection on the labelled utterances")
-            if d.get("selection")
-            else None
-        )
-        lines += ["", body[3], "", *("#" * (level - 2) + x if x.startswith("#") else x
-                                  for x in body[at:end])]  # fmt: skip
-        while lines[-1] == "":
-            lines.pop()
+        lines += ["", _references_line(d), "", *_auc_md(d)]
     return "\n".join(lines) + "\n"
 
 
@@ -205,15 +195,17 @@ def _weights_md(r: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _diagnostics_md(d: Mapping[str, Any]) -> list[str]:
+def _references_line(d: Mapping[str, Any]) -> str:
+    return (
+        f"{d['n_labelled']} utterances have a reference (`{d['references']}`); pooled label WER "
+        f"{_pct(d['label_wer'])} %. A label is bad when its WER exceeds the threshold."
+    )
+
+
+def _auc_md(d: Mapping[str, Any]) -> list[str]:
+    """The ROC-AUC table of every score, at each bad-label threshold."""
     defs = [str(t) for t in d["bad_wers"]]
     lines = [
-        "",
-        "## Diagnostics",
-        "",
-        f"{d['n_labelled']} utterances have a reference (`{d['references']}`); pooled label WER "
-        f"{_pct(d['label_wer'])} %. A label is bad when its WER exceeds the threshold.",
-        "",
         "### ROC-AUC at detecting bad labels",
         "",
         "P(a good label scores higher than a bad one); 0.5 = chance.",
@@ -225,7 +217,11 @@ def _diagnostics_md(d: Mapping[str, Any]) -> list[str]:
     order = sorted(d["auc"], key=lambda n: -(d["auc"][n].get(defs[len(defs) // 2]) or 0.0))
     for name in order:
         rows.append([f"`{name}`", *(_f(d["auc"][name].get(t)) for t in defs)])
-    lines += _table(head, rows)
+    return lines + _table(head, rows)
+
+
+def _diagnostics_md(d: Mapping[str, Any]) -> list[str]:
+    lines = ["", "## Diagnostics", "", _references_line(d), "", *_auc_md(d)]
     sel = d.get("selection")
     if sel:
         lines += ["", "### The selection on the labelled utterances", ""]

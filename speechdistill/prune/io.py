@@ -32,6 +32,7 @@ __all__ = [
     "PrunedWhisperEncoder",
     "PrunedWhisperForConditionalGeneration",
     "is_pruned",
+    "is_pruned_dir",
     "load_pruned",
     "save_pruned",
 ]
@@ -80,6 +81,15 @@ def is_pruned(config: Any) -> bool:
     """Whether a transformers config carries a ``pruning`` record (layers of different sizes:
     a plain transformers class cannot hold the weights)."""
     return getattr(config, PRUNING_KEY, None) is not None
+
+
+def is_pruned_dir(model_dir: PathLike) -> bool:
+    """Whether a model directory's ``config.json`` carries a ``pruning`` record (read without
+    building the model): such a model loads only with this package's classes."""
+    config = Path(model_dir) / "config.json"
+    return config.is_file() and (
+        json.loads(config.read_text(encoding="utf-8")).get(PRUNING_KEY) is not None
+    )
 
 
 _CLASSES = {

@@ -17,7 +17,6 @@ that is not an earlier hub folder is refused, never removed):
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -122,7 +121,9 @@ def build_hub_folder(
     teacher = Path(teacher_dir) if teacher_dir is not None else None
     opts = card or CardOptions()
     _check_model_dir(model)
-    if json.loads((model / "config.json").read_text(encoding="utf-8")).get("pruning") is not None:
+    from speechdistill.prune.io import is_pruned_dir
+
+    if is_pruned_dir(model):
         raise ValueError(
             f"{model}: its encoder is pruned to layers of different sizes (the config's `pruning` "
             "record): it does not load as a plain transformers model, which a Hub folder must"

@@ -94,10 +94,9 @@ def load_teacher(
         raise ValueError(f"{path}: not a directory")
     cls = WhisperForConditionalGeneration
     if path.is_dir():
-        from speechdistill.prune.io import PrunedWhisperForConditionalGeneration
-        from speechdistill.prune.remove import PRUNING_KEY
+        from speechdistill.prune.io import PrunedWhisperForConditionalGeneration, is_pruned_dir
 
-        if PRUNING_KEY in json.loads((path / "config.json").read_text("utf-8")):
+        if is_pruned_dir(path):
             cls = PrunedWhisperForConditionalGeneration  # a student on a pruned encoder
     model = cls.from_pretrained(
         src,

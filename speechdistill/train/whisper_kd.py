@@ -121,6 +121,19 @@ class _NoEncoder(torch.nn.Module):
         raise RuntimeError("teacher_mode=cache reads the teacher's encoder states from the cache")
 
 
+def _same_weights(own: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts hold the same weights, ``own`` seen at ``theirs``' precision (a
+    teacher loaded in bf16/fp16 for mixed-precision training still shares its encoder)."""
+    return own.keys() == theirs.keys() and all(
+        torch.equal(own[k].to(theirs[k].device, theirs[k].dtype), theirs[k]) for k in own
+    )
+
+
+def _same_encoder(student, teacher) -> bool:
+    """Whether the student's encoder holds the (loaded) teacher's weights."""
+    return _same_weights(student.model.encoder.state_dict(), teacher.model.encoder.state_dict())
+
+
 def _shares_teacher_encoder(student, teacher_dir: PathLike) -> bool:
     """Whether the student's encoder holds the teacher's weights, read from the teacher's
     safetensors (in cache mode the teacher is not loaded). A teacher that is no local directory
@@ -129,34 +142,16 @@ def _shares_teacher_encoder(student, teacher_dir: PathLike) -> bool:
 
     from speechdistill.init_student import read_student_info
 
-    own = student.model.encoder.state_dict()
     files = sorted(Path(teacher_dir).glob("*.safetensors")) if Path(teacher_dir).is_dir() else []
     if not files:
         info = read_student_info(student.name_or_path)
         return info is None or info.shares_teacher_encoder
-    prefix, seen = "model.encoder.", set()
+    prefix, theirs = "model.encoder.", {}
     for f in files:
         with safe_open(str(f), framework="pt") as st:
-            for key in st.keys():  # noqa: SIM118 (safe_open is no dict)
-                if not key.startswith(prefix):
-                    continue
-                name = key[len(prefix) :]
-                t = st.get_tensor(key)
-                if name not in own or tuple(own[name].shape) != tuple(t.shape):
-                    return False
-                if not torch.equal(own[name].to(t.dtype), t):
-                    return False
-                seen.add(name)
-    return seen == set(own)
-
-
-def _same_encoder(student, teacher) -> bool:
-    """Whether the encoders hold the same weights, the student's seen at the teacher's precision
-    (a teacher loaded in bf16/fp16 for mixed-precision training still shares its encoder)."""
-    ss, st = student.model.encoder.state_dict(), teacher.model.encoder.state_dict()
-    return ss.keys() == st.keys() and all(
-        torch.equal(ss[k].to(st[k].device, st[k].dtype), st[k]) for k in ss
-    )
+            theirs.update({k[len(prefix) :]: st.get_tensor(k) for k in st.keys()  # noqa: SIM118
+                           if k.startswith(prefix)})  # fmt: skip
+    return _same_weights(student.model.encoder.state_dict(), theirs)
 
 
 def _spec_augment(model, feats: torch.Tensor) -> torch.Tensor:

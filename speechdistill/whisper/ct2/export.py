@@ -3,7 +3,6 @@ dependency), for deployment."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -79,9 +78,10 @@ def export_ct2(
         raise ConversionError(
             f"{src}: no safetensors weights (model.safetensors); pickle weights are never loaded"
         )
-    if local and (Path(src) / "config.json").is_file():
-        config = json.loads((Path(src) / "config.json").read_text(encoding="utf-8"))
-        if config.get("pruning") is not None:
+    if local:
+        from speechdistill.prune.io import is_pruned_dir
+
+        if is_pruned_dir(src):
             raise ConversionError(
                 f"{src}: its encoder is pruned to layers of different sizes (the config's "
                 "`pruning` record), which CTranslate2's Whisper cannot hold; it runs in "
