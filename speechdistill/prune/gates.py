@@ -2,12 +2,15 @@
 forward hooks (the transformers modules are used as they are), and the expected parameter count
 as a differentiable function of the gates.
 
-Units (DPHuBERT's ``conv,head,interm``):
+Units (DPHuBERT's names; its released setting is ``conv,head,interm``):
 
 - ``head``: one gate per attention head, multiplying the head's output before ``out_proj``;
 - ``interm``: one gate per FFN intermediate neuron, after the activation (before ``fc2``);
 - ``conv``: one gate per CNN output channel, after the activation (see :mod:`.layout` for which
-  conv layers can have them).
+  conv layers can have them);
+- ``attlayer`` / ``ffnlayer``: one gate per layer on the whole attention / FFN block, multiplying
+  its output (``out_proj``'s / ``fc2``'s, bias included): at 0 the block is removed and the
+  layer is its residual connection there.
 
 The masks follow the model's mode: sampled while the model is in training mode, the
 deterministic mask (:meth:`HardConcrete.deterministic_mask`) in eval mode.
@@ -23,11 +26,13 @@ from torch import nn
 from speechdistill.prune.hardconcrete import HardConcrete
 from speechdistill.prune.layout import EncoderLayout
 
-__all__ = ["INIT_MEAN", "UNIT_KINDS", "PruningGates", "expected_params"]
+__all__ = ["DEFAULT_UNITS", "INIT_MEAN", "UNIT_KINDS", "PruningGates", "expected_params"]
 
-UNIT_KINDS = ("conv", "head", "interm")
+UNIT_KINDS = ("conv", "head", "interm", "attlayer", "ffnlayer")
+#: DPHuBERT's released setting.
+DEFAULT_UNITS = ("conv", "head", "interm")
 #: DPHuBERT's initial ``init_mean`` per unit kind (small: the gate starts open).
-INIT_MEAN = {"conv": 0.01, "head": 0.01, "interm": 0.5}
+INIT_MEAN = {"conv": 0.01, "head": 0.01, "interm": 0.5, "attlayer": 0.01, "ffnlayer": 0.01}
 
 
 def conv_key(j: int) -> str:
@@ -42,8 +47,17 @@ def interm_key(i: int) -> str:
     return f"layer_{i}_interm"
 
 
+def attlayer_key(i: int) -> str:
+    return f"layer_{i}_attlayer"
+
+
+def ffnlayer_key(i: int) -> str:
+    return f"layer_{i}_ffnlayer"
+
+
 class PruningGates(nn.Module):
-    """The gates of one model, keyed ``conv_<j>``, ``layer_<i>_head``, ``layer_<i>_interm``.
+    """The gates of one model, keyed ``conv_<j>``, ``layer_<i>_head``, ``layer_<i>_interm``,
+    ``layer_<i>_attlayer``, ``layer_<i>_ffnlayer`` (a block already removed gets no gate).
 
     ``PruningGates(model, units)`` builds the gates and hooks them into ``model``; train their
     ``log_alpha`` with the model (DPHuBERT: a separate learning rate, no weight decay) and add
@@ -51,7 +65,7 @@ class PruningGates(nn.Module):
     ``remove_hooks()`` detaches them (``prune_model`` does).
     """
 
-    def __init__(self, model: nn.Module, units: Iterable[str] = UNIT_KINDS):
+    def __init__(self, model: nn.Module, units: Iterable[str] = DEFAULT_UNITS):
         super().__init__()
         units = tuple(units)
         bad = [u for u in units if u not in UNIT_KINDS]
@@ -80,6 +94,10 @@ class PruningGates(nn.Module):
                 self.gates[interm_key(i)] = HardConcrete(
                     layout.ffn(i)[0].out_features, INIT_MEAN["interm"]
                 )
+            if "attlayer" in units and layout.has_attention(i):
+                self.gates[attlayer_key(i)] = HardConcrete(1, INIT_MEAN["attlayer"])
+            if "ffnlayer" in units and layout.has_ffn(i):
+                self.gates[ffnlayer_key(i)] = HardConcrete(1, INIT_MEAN["ffnlayer"])
         self.original_params = sum(p.numel() for p in model.parameters())
         self._handles: list = []
         self._attach(layout)
@@ -96,6 +114,12 @@ class PruningGates(nn.Module):
                 attn = layout.attention(int(key.split("_")[1]))
                 hook = _head_hook(gate, layout.head_dim)
                 self._handles.append(attn.out_proj.register_forward_pre_hook(hook))
+            elif key.endswith("_attlayer"):
+                out_proj = layout.attention(int(key.split("_")[1])).out_proj
+                self._handles.append(out_proj.register_forward_hook(_post_hook(gate, -1)))
+            elif key.endswith("_ffnlayer"):
+                fc_out = layout.ffn(int(key.split("_")[1]))[1]
+                self._handles.append(fc_out.register_forward_hook(_post_hook(gate, -1)))
             else:
                 fc_out = layout.ffn(int(key.split("_")[1]))[1]
                 self._handles.append(fc_out.register_forward_pre_hook(_pre_hook(gate, -1)))
@@ -161,7 +185,8 @@ def expected_params(
     ``log_alpha``): the unprunable parameters as a constant, plus per head its q/k/v rows and
     out_proj columns, per FFN neuron its fc1 row and fc2 column, and for the CNN each conv's
     ``channels × in-channels × kernel`` (+ bias, norm) with the previous layer's expected channels
-    as in-channels, as DPHuBERT counts.
+    as in-channels, as DPHuBERT counts. A block gate multiplies its block's count (heads or
+    neurons, and ``out_proj``'s / ``fc2``'s bias) by its expected L0.
 
     ``kept`` overrides a gate's expected count (e.g. the counts of hard masks: then the result is
     the parameter count of the pruned model).
@@ -173,12 +198,20 @@ def expected_params(
     full = sum(p.numel() for p in model.parameters())
     total = torch.tensor(float(full), dtype=torch.float64, device=device)
     for i in range(len(layout.layers)):
-        if head_key(i) in counts:
-            per = layout.params_per_head(i)
-            total = total + per * (counts[head_key(i)] - layout.num_heads(i))
-        if interm_key(i) in counts:
-            per = layout.params_per_neuron(i)
-            total = total + per * (counts[interm_key(i)] - layout.ffn(i)[0].out_features)
+        blocks = (
+            (head_key(i), attlayer_key(i), layout.params_per_head(i), layout.num_heads(i),
+             layout.attention(i).out_proj.bias),
+            (interm_key(i), ffnlayer_key(i), layout.params_per_neuron(i),
+             layout.ffn(i)[0].out_features, layout.ffn(i)[1].bias),
+        )  # fmt: skip
+        for unit, block, per, now, bias in blocks:
+            if unit not in counts and block not in counts:
+                continue
+            fixed = bias.numel() if bias is not None else 0
+            gated = per * counts.get(unit, now) + fixed
+            if block in counts:
+                gated = counts[block] * gated
+            total = total + gated - (per * now + fixed)
     chain = layout.conv_chain()
     if any(conv_key(j) in counts for j in range(len(chain.convs))):
         now = [conv.out_channels for conv in chain.convs]

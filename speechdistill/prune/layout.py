@@ -87,9 +87,22 @@ class EncoderLayout:
         attn = self.attention(i)
         return getattr(attn, "num_heads", 0)
 
+    def has_attention(self, i: int) -> bool:
+        """Whether layer ``i`` still has an attention block (heads, or ``out_proj``'s bias);
+        a block removed whole has neither."""
+        return self.num_heads(i) > 0 or self.attention(i).out_proj.bias is not None
+
+    def has_ffn(self, i: int) -> bool:
+        """Whether layer ``i`` still has an FFN block (neurons, or the output linear's bias)."""
+        fc_in, fc_out = self.ffn(i)
+        return fc_in.out_features > 0 or fc_out.bias is not None
+
     def params_per_head(self, i: int) -> int:
-        """q, k, v rows of one head (with their biases) and its out_proj columns."""
+        """q, k, v rows of one head (with their biases) and its out_proj columns (0 in a block
+        without heads: there is none to count)."""
         attn = self.attention(i)
+        if self.num_heads(i) == 0:
+            return 0
         hd = self.head_dim
         n = 0
         for lin in (attn.q_proj, attn.k_proj, attn.v_proj):

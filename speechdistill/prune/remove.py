@@ -5,10 +5,13 @@ weights that read the masked activations (``out_proj``'s columns for heads, ``fc
 neurons, the next conv's or the feature projection's input channels for CNN channels). The
 modules stay the transformers ones, resized in place; an attention block left without heads
 becomes :class:`EmptyAttention` (its output is ``out_proj``'s bias, what the masked block gave),
-an FFN without neurons keeps zero-width linears (output: ``fc2``'s bias).
+an FFN without neurons keeps zero-width linears (output: ``fc2``'s bias). A block whose block
+gate (``attlayer`` / ``ffnlayer``) is 0 loses that bias too: its output is 0, the layer is its
+residual connection there; a block gate's value in (0, 1) scales ``out_proj`` / ``fc2``.
 
 The resulting per-layer sizes are recorded in ``model.config.pruning`` (``num_heads``,
-``ffn_dim`` per layer, ``conv_channels`` of Whisper's ``conv1``), which
+``ffn_dim`` per layer, ``conv_channels`` of Whisper's ``conv1``, and the layers whose
+attention / FFN block is removed whole, ``no_attention`` / ``no_ffn``), which
 :func:`apply_structure` replays on a freshly built model (what :mod:`.io` does on load). Where
 every layer keeps all its heads and the same FFN size (and Whisper's ``conv1`` all its channels)
 the config is a plain transformers one instead: the new sizes in ``encoder_ffn_dim`` /
@@ -23,7 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from speechdistill.prune.gates import PruningGates, conv_key, head_key, interm_key
+from speechdistill.prune.gates import (
+    PruningGates,
+    attlayer_key,
+    conv_key,
+    ffnlayer_key,
+    head_key,
+    interm_key,
+)
 from speechdistill.prune.layout import EncoderLayout
 
 log = logging.getLogger(__name__)
@@ -75,6 +85,19 @@ def _select_norm(norm: nn.GroupNorm, idx: torch.Tensor) -> None:
     norm.weight = nn.Parameter(norm.weight.data[idx].clone())
     norm.bias = nn.Parameter(norm.bias.data[idx].clone())
     norm.num_groups = norm.num_channels = len(idx)
+
+
+def _scale_out(module: nn.Linear, value: float) -> None:
+    """Multiply a Linear's output by ``value`` (weight and bias); at 0 it is removed: zero
+    rows and no bias."""
+    if value == 0.0:
+        module.weight = nn.Parameter(module.weight.data[:, :0].clone())
+        module.in_features = 0
+        module.bias = None
+        return
+    module.weight = nn.Parameter(module.weight.data * value)
+    if module.bias is not None:
+        module.bias = nn.Parameter(module.bias.data * value)
 
 
 def _keep_heads(layout: EncoderLayout, i: int, heads: torch.Tensor, scale=None) -> None:
@@ -130,20 +153,36 @@ def prune_model(model: nn.Module, gates: PruningGates) -> dict[str, Any]:
             idx = keep[conv_key(j)]
             _keep_channels(layout, j, idx, masks[conv_key(j)][idx])
     for i in range(len(layout.layers)):
-        if head_key(i) in keep:
-            idx = keep[head_key(i)]
-            _keep_heads(layout, i, idx, masks[head_key(i)][idx])
-        if interm_key(i) in keep:
-            idx = keep[interm_key(i)]
-            _keep_neurons(layout, i, idx, masks[interm_key(i)][idx])
+        attn_gate = float(masks[attlayer_key(i)][0]) if attlayer_key(i) in masks else 1.0
+        ffn_gate = float(masks[ffnlayer_key(i)][0]) if ffnlayer_key(i) in masks else 1.0
+        if head_key(i) in keep or (attn_gate == 0.0 and layout.num_heads(i) > 0):
+            device = layout.attention(i).out_proj.weight.device
+            idx = keep.get(head_key(i), torch.arange(layout.num_heads(i), device=device))
+            idx = idx[:0] if attn_gate == 0.0 else idx
+            scale = masks[head_key(i)][idx] if head_key(i) in masks else None
+            _keep_heads(layout, i, idx, scale)
+        if attn_gate != 1.0:
+            _scale_out(layout.attention(i).out_proj, attn_gate)
+        if interm_key(i) in keep or ffn_gate == 0.0:
+            fc_in = layout.ffn(i)[0]
+            idx = keep.get(
+                interm_key(i), torch.arange(fc_in.out_features, device=fc_in.weight.device)
+            )
+            idx = idx[:0] if ffn_gate == 0.0 else idx
+            scale = masks[interm_key(i)][idx] if interm_key(i) in masks else None
+            _keep_neurons(layout, i, idx, scale)
+        if ffn_gate != 1.0:
+            _scale_out(layout.ffn(i)[1], ffn_gate)
     structure = _structure(layout)
     _record(layout, structure)
     log.info(
-        "pruned %s: heads %s, FFN %s, conv %s",
+        "pruned %s: heads %s, FFN %s, conv %s, attention blocks removed %s, FFN blocks removed %s",
         layout.kind,
         structure["num_heads"],
         structure["ffn_dim"],
         structure["conv_channels"],
+        structure["no_attention"],
+        structure["no_ffn"],
     )
     return structure
 
@@ -155,6 +194,8 @@ def _structure(layout: EncoderLayout) -> dict[str, Any]:
         "ffn_dim": [layout.ffn(i)[0].out_features for i in range(len(layout.layers))],
         "conv_channels": [conv.out_channels for conv in chain.convs],
         "head_dim": layout.head_dim,
+        "no_attention": [i for i in range(len(layout.layers)) if not layout.has_attention(i)],
+        "no_ffn": [i for i in range(len(layout.layers)) if not layout.has_ffn(i)],
     }
 
 
@@ -167,8 +208,11 @@ def _record(layout: EncoderLayout, structure: dict[str, Any]) -> None:
     if layout.kind == "hubert":
         config.conv_dim = list(structure["conv_channels"])
     full_heads = getattr(config, heads_name)
-    plain = all(h == full_heads for h in structure["num_heads"]) and (
-        len(set(structure["ffn_dim"])) == 1
+    plain = (
+        all(h == full_heads for h in structure["num_heads"])
+        and len(set(structure["ffn_dim"])) == 1
+        and not structure["no_attention"]
+        and not structure["no_ffn"]
     )
     if layout.kind == "whisper":
         plain = plain and structure["conv_channels"][0] == layout.hidden_size
@@ -178,6 +222,7 @@ def _record(layout: EncoderLayout, structure: dict[str, Any]) -> None:
             delattr(config, PRUNING_KEY)
     else:
         record = {k: structure[k] for k in ("num_heads", "ffn_dim", "head_dim")}
+        record.update({k: structure[k] for k in ("no_attention", "no_ffn") if structure[k]})
         if layout.kind == "whisper":
             record["conv_channels"] = structure["conv_channels"][:1]
         setattr(config, PRUNING_KEY, record)
@@ -205,6 +250,15 @@ def apply_structure(model: nn.Module, record: dict[str, Any]) -> None:
                 f"the pruning record gives layer {i} {heads[i]} heads and {ffn[i]} FFN neurons; "
                 f"its config has {full_heads} and {full_ffn}"
             )
+    removed = {}
+    for key, sizes, what in (("no_attention", heads, "heads"), ("no_ffn", ffn, "FFN neurons")):
+        removed[key] = [int(i) for i in record.get(key, [])]
+        for i in removed[key]:
+            if not 0 <= i < n or int(sizes[i]) != 0:
+                raise ValueError(
+                    f"the pruning record removes layer {i}'s whole block in {key} but "
+                    f"gives it {sizes[i] if 0 <= i < n else '?'} {what}"
+                )
     with torch.no_grad():
         if layout.kind == "whisper" and "conv_channels" in record:
             (c,) = record["conv_channels"]
@@ -216,4 +270,8 @@ def apply_structure(model: nn.Module, record: dict[str, Any]) -> None:
             device = layout.attention(i).out_proj.weight.device
             _keep_heads(layout, i, torch.arange(int(heads[i]), device=device))
             _keep_neurons(layout, i, torch.arange(int(ffn[i]), device=device))
+            if i in removed["no_attention"]:
+                _scale_out(layout.attention(i).out_proj, 0.0)
+            if i in removed["no_ffn"]:
+                _scale_out(layout.ffn(i)[1], 0.0)
     model.config.pruning = dict(record)

@@ -523,8 +523,9 @@ class PruneTrainConfig(BaseTrainConfig):
     prune_units: str | None = field(
         default=None,
         metadata={
-            "help": "units to prune: conv, head, interm (default: conv,head,interm, DPHuBERT's; "
-            "head,interm for Whisper encoders and CNNs that cannot be pruned)"
+            "help": "units to prune: conv, head, interm, and whole blocks attlayer, ffnlayer "
+            "(default: conv,head,interm, DPHuBERT's; head,interm for Whisper encoders and CNNs "
+            "that cannot be pruned)"
         },
     )
     target_sparsity: float = field(

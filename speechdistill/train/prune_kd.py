@@ -127,8 +127,10 @@ def distill_layers(value: str | None, teacher: Teacher) -> list[int]:
 
 
 def prune_units(value: str | None, teacher: Teacher) -> tuple[str, ...]:
-    """The pruned unit kinds from ``"conv,head,interm"``, or the default (DPHuBERT's
-    ``conv,head,interm``; ``head,interm`` for Whisper and for CNNs with per-frame layer norm)."""
+    """The pruned unit kinds from ``"conv,head,interm"`` (any of
+    :data:`~speechdistill.prune.gates.UNIT_KINDS`, whole blocks ``attlayer`` / ``ffnlayer``
+    too), or the default (DPHuBERT's ``conv,head,interm``; ``head,interm`` for Whisper and for
+    CNNs with per-frame layer norm)."""
     if not value:
         conv_ok = teacher.kind != "whisper" and teacher.config.feat_extract_norm == "group"
         return ("conv", "head", "interm") if conv_ok else ("head", "interm")

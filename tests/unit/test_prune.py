@@ -95,6 +95,12 @@ def test_gates_cover_dphubert_units_on_whisper():
     assert gates.gates["layer_0_head"].init_mean == 0.01
     assert gates.gates["layer_0_interm"].init_mean == 0.5
     assert gates.gates["conv_0"].init_mean == 0.01
+    # whole attention / FFN blocks on request: one gate each, starting open as DPHuBERT's
+    blocks = PruningGates(model, ("attlayer", "ffnlayer")).gates
+    assert {k: g.n for k, g in blocks.items()} == {
+        f"layer_{i}_{b}": 1 for i in range(2) for b in ("attlayer", "ffnlayer")
+    }
+    assert blocks["layer_0_attlayer"].init_mean == 0.01
 
 
 def test_gates_change_outputs_only_through_masks():
@@ -138,8 +144,8 @@ def test_hubert_conv_gates_only_where_removal_is_exact():
     with pytest.raises(ValueError, match="feat_extract_norm='layer'"):
         PruningGates(tiny_hubert(feat_extract_norm="layer"))
     assert "conv_0" not in PruningGates(tiny_hubert(), units=("head", "interm")).gates
-    with pytest.raises(ValueError, match="unknown prunable unit 'attlayer'"):
-        PruningGates(tiny_hubert(), units=("head", "attlayer"))
+    with pytest.raises(ValueError, match="unknown prunable unit 'layer'"):
+        PruningGates(tiny_hubert(), units=("head", "layer"))
     with pytest.raises(ValueError, match="WhisperEncoder or HubertModel"):
         PruningGates(torch.nn.Linear(2, 2))
 

@@ -203,3 +203,99 @@ def test_a_pruned_model_can_be_gated_again():
     assert "layer_0_head" not in again.gates and again.gates["layer_1_head"].n == 4
     full = {k: float(g.n) for k, g in again.gates.items()}
     assert expected_params(model, again, full).item() == sum(p.numel() for p in model.parameters())
+
+
+ALL_UNITS = ("conv", "head", "interm", "attlayer", "ffnlayer")
+
+
+def _close_blocks(gates) -> None:
+    """Layer 0 loses its attention block, layer 1 its FFN block; the other two block gates stay
+    open with values in (0, 1)."""
+    with torch.no_grad():
+        gates.gates["layer_0_attlayer"].log_alpha.fill_(-10.0)
+        gates.gates["layer_1_ffnlayer"].log_alpha.fill_(-10.0)
+        gates.gates["layer_1_attlayer"].log_alpha.fill_(2.0)
+        gates.gates["layer_0_ffnlayer"].log_alpha.fill_(1.5)
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_block_gates_remove_whole_blocks(kind, tmp_path):
+    build, inputs = CASES[kind]
+    model = build()
+    gates = PruningGates(model, ALL_UNITS)
+    assert gates.gates["layer_0_attlayer"].n == 1 and gates.gates["layer_1_ffnlayer"].n == 1
+    scramble_gates(gates, seed=3)
+    with torch.no_grad():  # only the block gates remove whole blocks here
+        gates.gates["layer_1_head"].log_alpha.fill_(3.0)
+        gates.gates["layer_0_interm"].log_alpha.normal_(0.0, 3.0)
+    _close_blocks(gates)
+    x = inputs()
+    with torch.no_grad():
+        masked = model(x).last_hidden_state
+    kept = {k: float(v) for k, v in gates.kept_counts().items()}
+    assert kept["layer_0_attlayer"] == 0 and kept["layer_1_attlayer"] == 1
+    want = expected_params(model, gates, kept).item()
+    structure = prune_model(model, gates)
+    assert structure["no_attention"] == [0] and structure["no_ffn"] == [1]
+    assert structure["num_heads"][0] == 0 and structure["ffn_dim"][1] == 0
+    assert structure["num_heads"][1] > 0 and structure["ffn_dim"][0] > 0
+    layers = model.layers if kind == "whisper" else model.encoder.layers
+    attn = layers[0].self_attn if kind == "whisper" else layers[0].attention
+    assert isinstance(attn, EmptyAttention) and attn.out_proj.bias is None
+    fc2 = layers[1].fc2 if kind == "whisper" else layers[1].feed_forward.output_dense
+    assert fc2.bias is None and fc2.weight.shape[1] == 0
+    assert sum(p.numel() for p in model.parameters()) == want
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).last_hidden_state, masked, rtol=1e-5, atol=1e-5)
+    out = save_pruned(model, tmp_path / "pruned")
+    record = json.loads((out / "config.json").read_text())["pruning"]
+    assert record["no_attention"] == [0] and record["no_ffn"] == [1]
+    loaded = load_pruned(out)
+    assert sum(p.numel() for p in loaded.parameters()) == want
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).last_hidden_state, masked, rtol=1e-5, atol=1e-5)
+    # a removed block gets no gate in a second round; the kept ones do
+    again = PruningGates(loaded, ALL_UNITS)
+    assert "layer_0_attlayer" not in again.gates and "layer_1_ffnlayer" not in again.gates
+    assert "layer_1_attlayer" in again.gates and "layer_0_ffnlayer" in again.gates
+    full = {k: float(g.n) for k, g in again.gates.items()}
+    assert expected_params(loaded, again, full).item() == want
+
+
+def test_expected_params_with_block_gates_by_hand():
+    model = tiny_whisper_encoder()
+    gates = PruningGates(model, ALL_UNITS)
+    real = sum(p.numel() for p in model.parameters())
+    kept = {k: float(g.n) for k, g in gates.gates.items()}
+    # layer 0: half an attention block of 2.5 heads; layer 1: a quarter of an FFN of 100 neurons
+    kept.update(layer_0_head=2.5, layer_0_attlayer=0.5, layer_1_interm=100.0, layer_1_ffnlayer=0.25)
+    per_head = 65 * 16 + 64 * 16 + 65 * 16 + 16 * 64
+    per_neuron = 64 + 1 + 64  # fc1's row and bias, fc2's column
+    attn_full, ffn_full = 4 * per_head + 64, 128 * per_neuron + 64  # + out_proj's / fc2's bias
+    want = (
+        real
+        - attn_full + 0.5 * (2.5 * per_head + 64)
+        - ffn_full + 0.25 * (100 * per_neuron + 64)
+    )  # fmt: skip
+    assert expected_params(model, gates, kept).item() == pytest.approx(want)
+    # a block gate alone (no head gates) scales the whole block
+    only = PruningGates(model, ("attlayer",))
+    closed = {"layer_0_attlayer": 0.0, "layer_1_attlayer": 1.0}
+    assert expected_params(model, only, closed).item() == pytest.approx(real - attn_full)
+
+
+def test_a_record_removing_a_block_that_keeps_units_is_refused(tmp_path):
+    model = tiny_whisper_encoder()
+    gates = PruningGates(model, ("attlayer",))
+    with torch.no_grad():
+        gates.gates["layer_0_attlayer"].log_alpha.fill_(-10.0)
+    prune_model(model, gates)
+    out = save_pruned(model, tmp_path / "pruned")
+    config = json.loads((out / "config.json").read_text())
+    assert config["pruning"]["no_attention"] == [0] and "no_ffn" not in config["pruning"]
+    config["pruning"]["no_attention"] = [1]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        ValueError, match="removes layer 1's whole block in no_attention but gives it 4 heads"
+    ):
+        load_pruned(out)

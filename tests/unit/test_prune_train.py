@@ -216,3 +216,21 @@ def test_ctc_finetuning_of_a_pruned_hubert(data, tmp_path):
     assert _params(ctc.hubert) == _params(model) - model.masked_spec_embed.numel()  # no masking
     audio = torch.randn(8000).numpy() * 0.1
     assert isinstance(CTCTranscriber(ctc, processor).transcribe([audio])[0], str)
+
+
+def test_prune_with_whole_block_gates(data, tmp_path):
+    out = tmp_path / "blocks"
+    summary = _prune(data, out, max_steps=80, reg_lr=0.5, target_sparsity=0.7,
+                     target_warmup_steps=20, prune_units="head,interm,attlayer,ffnlayer")  # fmt: skip
+    info = json.loads((out / "prune.json").read_text())
+    assert info["prune_units"] == ["head", "interm", "attlayer", "ffnlayer"]
+    structure = info["structure"]
+    # at 0.7 of a 4-layer model with 2 heads a layer, whole blocks go (this seed: every attention
+    # block and three FFN blocks), and the record lists them
+    assert structure["no_attention"] and structure["no_ffn"]
+    assert all(structure["num_heads"][i] == 0 for i in structure["no_attention"])
+    assert all(structure["ffn_dim"][i] == 0 for i in structure["no_ffn"])
+    model = load_pruned(out)
+    assert model.config.pruning["no_attention"] == structure["no_attention"]
+    assert _params(model) == info["num_params"] == summary["num_params"]
+    assert abs(summary["sparsity"] - 0.7) < 0.06
