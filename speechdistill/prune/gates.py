@@ -26,7 +26,14 @@ from torch import nn
 from speechdistill.prune.hardconcrete import HardConcrete
 from speechdistill.prune.layout import EncoderLayout
 
-__all__ = ["DEFAULT_UNITS", "INIT_MEAN", "UNIT_KINDS", "PruningGates", "expected_params"]
+__all__ = [
+    "DEFAULT_UNITS",
+    "INIT_MEAN",
+    "UNIT_KINDS",
+    "PruningGates",
+    "calibrate_sparsity",
+    "expected_params",
+]
 
 UNIT_KINDS = ("conv", "head", "interm", "attlayer", "ffnlayer")
 #: DPHuBERT's released setting.
@@ -140,6 +147,11 @@ class PruningGates(nn.Module):
         """Units the deterministic masks keep, per gate."""
         return {k: int((m != 0).sum()) for k, m in self.deterministic_masks().items()}
 
+    def set_count_offset(self, offset: float) -> None:
+        """Every gate's ``count_offset`` (see :meth:`HardConcrete.deterministic_mask`)."""
+        for gate in self.gates.values():
+            gate.count_offset = float(offset)
+
 
 def _mask_like(gate: HardConcrete, x: torch.Tensor, training: bool) -> torch.Tensor:
     mask = gate.sample() if training else gate.deterministic_mask()
@@ -218,3 +230,38 @@ def expected_params(
         expected = [counts.get(conv_key(j), c) for j, c in enumerate(now)]
         total = total + layout.conv_chain_params(expected) - layout.conv_chain_params(now)
     return total
+
+
+def calibrate_sparsity(
+    model: nn.Module, gates: PruningGates, target: float, *, iterations: int = 60
+) -> tuple[float, float]:
+    """Move the deterministic masks to the target: the common ``count_offset`` of every gate
+    (added to ``log_alpha`` when counting each gate's zeros; which units go, and the kept ones'
+    values, still follow the learnt ``log_alpha``) whose pruned model's sparsity is closest to
+    ``target``, found by bisection (the sparsity falls as the offset rises). Sets it on
+    ``gates``; returns ``(offset, sparsity)``.
+
+    The λs bring the *expected* sparsity to the target only in the long run: in a short run they
+    overshoot or lag by a few points. This is the projection onto the constraint at the end.
+    """
+
+    def sparsity(offset: float) -> float:
+        gates.set_count_offset(offset)
+        kept = {k: float(v) for k, v in gates.kept_counts().items()}
+        return 1.0 - float(expected_params(model, gates, kept)) / gates.original_params
+
+    low, high = -40.0, 40.0  # every gate closed / open
+    s_low, s_high = sparsity(low), sparsity(high)
+    if target >= s_low or target <= s_high:
+        best = low if target >= s_low else high
+    else:
+        for _ in range(iterations):
+            mid = (low + high) / 2
+            s_mid = sparsity(mid)
+            if s_mid >= target:
+                low, s_low = mid, s_mid
+            else:
+                high, s_high = mid, s_mid
+        best = low if abs(s_low - target) <= abs(s_high - target) else high
+    achieved = sparsity(best)
+    return best, achieved

@@ -48,6 +48,8 @@ class HardConcrete(nn.Module):
         self.init_mean = init_mean
         self.init_std = init_std
         self.log_alpha = nn.Parameter(torch.empty(n))
+        #: added to ``log_alpha`` when the deterministic mask counts its zeros (calibration)
+        self.count_offset = 0.0
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -58,10 +60,10 @@ class HardConcrete(nn.Module):
     def extra_repr(self) -> str:
         return f"n={self.n}, init_mean={self.init_mean}"
 
-    def prob_nonzero(self) -> torch.Tensor:
-        """P(z_i > 0) for every gate (differentiable)."""
+    def prob_nonzero(self, offset: float = 0.0) -> torch.Tensor:
+        """P(z_i > 0) for every gate (differentiable), with ``log_alpha + offset``."""
         low, high = STRETCH
-        return torch.sigmoid(self.log_alpha - BETA * math.log(-low / high))
+        return torch.sigmoid(self.log_alpha + offset - BETA * math.log(-low / high))
 
     def l0_norm(self) -> torch.Tensor:
         """The expected number of non-zero gates (differentiable)."""
@@ -77,8 +79,12 @@ class HardConcrete(nn.Module):
     @torch.no_grad()
     def deterministic_mask(self) -> torch.Tensor:
         """The evaluation mask: the expected number of zeros, rounded, set to 0 (smallest
-        ``log_alpha`` first), the others ``sigmoid(0.8 log_alpha / beta)``."""
-        num_zeros = round(self.n - self.l0_norm().item())
+        ``log_alpha`` first), the others ``sigmoid(0.8 log_alpha / beta)``.
+
+        ``count_offset`` (0 unless calibrated) is added to ``log_alpha`` when counting the zeros
+        only; the ranking and the kept gates' values stay: a calibration that moves every gate's
+        count together (:func:`~speechdistill.prune.gates.calibrate_sparsity`)."""
+        num_zeros = round(self.n - self.prob_nonzero(self.count_offset).sum().item())
         mask = torch.sigmoid(self.log_alpha.detach() / BETA * EVAL_SCALE)
         if num_zeros > 0:
             mask[torch.topk(mask, k=num_zeros, largest=False).indices] = 0.0

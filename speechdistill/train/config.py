@@ -541,6 +541,14 @@ class PruneTrainConfig(BaseTrainConfig):
         default=0.02,
         metadata={"help": "learning rate of the gates and of the λs (ascent), DPHuBERT's 0.02"},
     )
+    exact_sparsity: bool = field(
+        default=True,
+        metadata={
+            "help": "at the end, shift every gate's count of zeros by one common offset of "
+            "log_alpha so that the pruned model's sparsity is the target's (the λs only reach "
+            "it in the long run); false: DPHuBERT's deterministic masks as they are"
+        },
+    )
     # optimisation (see BaseTrainConfig for the rest)
     lr: float = field(default=2e-4, metadata={"help": "learning rate of the model (DPHuBERT's)"})
     max_grad_norm: float = field(default=10.0, metadata={"help": "gradient clipping (0: none)"})

@@ -46,7 +46,12 @@ from speechdistill.batching import pad_waveforms
 from speechdistill.datadir import check_stage_input
 from speechdistill.inference.ctc import whisper_clip_input
 from speechdistill.prune.distill import LayerMaps
-from speechdistill.prune.gates import UNIT_KINDS, PruningGates, expected_params
+from speechdistill.prune.gates import (
+    UNIT_KINDS,
+    PruningGates,
+    calibrate_sparsity,
+    expected_params,
+)
 from speechdistill.prune.io import PRUNE_JSON, load_pruned, save_pruned
 from speechdistill.prune.remove import prune_model
 from speechdistill.prune.sparsity import (
@@ -453,6 +458,9 @@ class PruneKDTrainer(AcceleratedTrainer):
     def _evaluate(self) -> None:
         if self.acc.is_main_process:
             wrapper = self.acc.unwrap_model(self.student)
+            last = self.state.step >= self.config.max_steps
+            if self.pruning and last and self.config.exact_sparsity:
+                self._calibrate(wrapper)  # the last evaluation is of the model written
             t0 = time.perf_counter()
             res = self.dev_loss(wrapper)
             row = {"step": self.state.step, **res,
@@ -464,7 +472,7 @@ class PruneKDTrainer(AcceleratedTrainer):
                 for k, v in res.items():
                     self.tb.add_scalar(f"dev/{k}", v, self.state.step)
             if self.pruning:  # the structure changes while pruning: the last model is the result
-                if self.state.step >= self.config.max_steps:
+                if last:
                     self.state.best_metric, self.state.best_step = res["dev_loss"], self.state.step
                     self._save_model(wrapper, self.out / "best")
             elif self.state.best_metric is None or res["dev_loss"] < self.state.best_metric:
@@ -490,6 +498,19 @@ class PruneKDTrainer(AcceleratedTrainer):
         maps = {k: v.detach().cpu().contiguous() for k, v in wrapper.maps.state_dict().items()}
         save_file(maps, str(directory / MAPS_FILE))
 
+    def _calibrate(self, wrapper: PruneStudent) -> None:
+        """Shift the deterministic masks to the target sparsity
+        (:func:`~speechdistill.prune.gates.calibrate_sparsity`), recording what they gave."""
+        gates = wrapper.gates
+        gates.set_count_offset(0.0)
+        kept = {k: float(v) for k, v in gates.kept_counts().items()}
+        before = float(wrapper.expected_sparsity(kept))
+        offset, after = calibrate_sparsity(wrapper.model, gates, self.config.target_sparsity)
+        log.info("the deterministic masks give sparsity %.4f; counting each gate's zeros with "
+                 "log_alpha %+.3f gives %.4f (target %.4f)", before, offset, after,
+                 self.config.target_sparsity)  # fmt: skip
+        self.info.update(masks_sparsity=round(before, 5), count_offset=offset)
+
     def _pruned_copy(self, wrapper: PruneStudent, info: dict[str, Any]):
         """A copy of the student with the masked units removed (the training model keeps its
         gates), and the record of what was pruned."""
@@ -500,6 +521,8 @@ class PruneKDTrainer(AcceleratedTrainer):
             gates.load_state_dict(wrapper.gates.state_dict())
         model.eval()
         gates.eval()
+        if "count_offset" in self.info:
+            gates.set_count_offset(self.info["count_offset"])
         kept = {k: float(v) for k, v in gates.kept_counts().items()}
         want = round(float(expected_params(model, gates, kept)))
         expected = float(wrapper.expected_sparsity().detach())
@@ -519,7 +542,7 @@ class PruneKDTrainer(AcceleratedTrainer):
 
     def _summary(self) -> dict[str, Any]:
         keys = ("mode", "distill_layers", "prune_units", "target_sparsity", "expected_sparsity",
-                "sparsity", "original_params", "start_params")  # fmt: skip
+                "masks_sparsity", "sparsity", "original_params", "start_params")  # fmt: skip
         summary = {k: self.info[k] for k in keys if k in self.info}
         summary["best_dev_loss"] = self.state.best_metric
         best = self.out / "best" / PRUNE_JSON

@@ -78,6 +78,12 @@ def test_deterministic_mask_by_hand():
     # one expected zero (E[L0] = 2.9998): only the smallest goes
     mask = _gate([0.0, 5.0, -3.0, 2.0]).eval()()
     assert mask.tolist() == pytest.approx([0.5, _sigmoid(6.0), 0.0, _sigmoid(2.4)], abs=1e-6)
+    # a count offset moves the number of zeros only: log_alpha - 3 gives P(z > 0) = 0.0121,
+    # 0.0323, 0.1978, 0.9309 (E[L0] = 1.17, 2.83 zeros → 3); the kept gate keeps its value
+    gate = _gate([-3.0, -2.0, 0.0, 4.0]).eval()
+    gate.count_offset = -3.0
+    assert gate.prob_nonzero(-3.0).sum().item() == pytest.approx(1.1731, abs=1e-3)
+    assert gate().tolist() == pytest.approx([0.0, 0.0, 0.0, _sigmoid(4 * 1.2)], abs=1e-6)
 
 
 def test_gates_cover_dphubert_units_on_whisper():

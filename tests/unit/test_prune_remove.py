@@ -15,7 +15,7 @@ from prune_helpers import (
     whisper_input,
 )
 
-from speechdistill.prune.gates import PruningGates, expected_params
+from speechdistill.prune.gates import PruningGates, calibrate_sparsity, expected_params
 from speechdistill.prune.io import load_pruned, save_pruned
 from speechdistill.prune.remove import EmptyAttention, prune_model
 
@@ -299,3 +299,44 @@ def test_a_record_removing_a_block_that_keeps_units_is_refused(tmp_path):
         ValueError, match="removes layer 1's whole block in no_attention but gives it 4 heads"
     ):
         load_pruned(out)
+
+
+@pytest.mark.parametrize("target", [0.3, 0.5])
+def test_calibration_meets_the_target_and_keeps_the_learnt_ranking(target):
+    model = tiny_whisper_encoder()
+    gates = PruningGates(model, ("head", "interm"))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for gate in gates.gates.values():
+            gate.log_alpha.copy_(torch.randn(gate.n, generator=g) * 2 + 1)
+    before = gates.deterministic_masks()
+    x = whisper_input()
+
+    def sparsity(offset: float) -> float:
+        gates.set_count_offset(offset)
+        kept = {k: float(v) for k, v in gates.kept_counts().items()}
+        return 1 - expected_params(model, gates, kept).item() / gates.original_params
+
+    start = sparsity(0.0)
+    grid = [sparsity(c) for c in torch.linspace(-10, 10, 801).tolist()]
+    offset, achieved = calibrate_sparsity(model, gates, target)
+    # the closest sparsity any common offset reaches (a head is 5 % of this model, a neuron
+    # 0.16 %), closer than the masks' own
+    assert abs(achieved - target) <= min(abs(s - target) for s in grid) + 1e-9
+    assert abs(achieved - target) < min(abs(start - target), 0.03)
+    after = gates.deterministic_masks()
+    for key, mask in after.items():
+        kept, was = mask != 0, before[key] != 0
+        # the offset moves every gate's count the same way; the units still go in log_alpha order
+        assert (kept <= was).all() if offset < 0 else (kept >= was).all(), key
+        both = kept & was
+        torch.testing.assert_close(mask[both], before[key][both])  # kept values unchanged
+    with torch.no_grad():
+        masked = model(x).last_hidden_state
+    kept = {k: float(v) for k, v in gates.kept_counts().items()}
+    want = expected_params(model, gates, kept).item()
+    prune_model(model, gates)
+    params = sum(p.numel() for p in model.parameters())
+    assert params == want and 1 - params / gates.original_params == pytest.approx(achieved)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).last_hidden_state, masked, rtol=1e-5, atol=1e-5)

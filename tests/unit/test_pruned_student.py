@@ -114,3 +114,48 @@ def test_a_pruned_student_is_refused_where_it_cannot_run(setup, tmp_path):
     with pytest.raises(ValueError, match="does not load as a plain transformers model"):
         build_hub_folder(student, tmp_path / "hub")
     assert not (tmp_path / "ct2").exists() and not (tmp_path / "hub").exists()
+
+
+def test_a_pruned_student_decodes_long_audio_and_runs_in_the_pipeline(setup, tmp_path):
+    """Past one 30 s window, with word timestamps: ``decode --long-form`` (CTM inside the
+    recording), and transformers' ASR pipeline given the model object (the folder alone needs
+    this package's class)."""
+    import numpy as np
+    from transformers import pipeline
+
+    from speechdistill.audio import write_wav
+    from speechdistill.datadir import write_kv
+    from speechdistill.decode import decode_long_form
+    from speechdistill.inference.long_form import LongFormConfig
+    from speechdistill.inference.whisper import DecodeConfig
+
+    student = tmp_path / "s"
+    init_student(setup["teacher"], student, decoder_layers=1, encoder=setup["pruned"])
+    duration = 42.0
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(int(duration * 16000))).astype(np.float32)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_wav(tmp_path / "rec.wav", audio)
+    write_kv(data / "wav.scp", {"rec": str(tmp_path / "rec.wav")})
+    write_kv(data / "utt2spk", {"rec": "rec"})
+    write_kv(data / "spk2utt", {"rec": "rec"})
+    out = tmp_path / "decode"
+    summary = decode_long_form(student, data, out, DecodeConfig(batch_size=1),
+                               LongFormConfig(temperatures=(0.0,)))  # fmt: skip
+    assert summary.num_utts == 1 and summary.num_skipped == 0
+    text = dict(line.split(" ", 1) for line in (out / "text").read_text().splitlines())
+    assert list(text) == ["rec"] and text["rec"].strip()
+    ctm = [line.split() for line in (out / "ctm").read_text().splitlines()]
+    assert ctm and all(f[0] == "rec" for f in ctm)
+    assert max(float(f[2]) + float(f[3]) for f in ctm) <= duration + 0.01
+    assert [f[4] for f in ctm] == text["rec"].split()
+    # the pipeline, sequential long-form over the whole recording, with word timestamps
+    model, processor = load_teacher(student)
+    asr = pipeline("automatic-speech-recognition", model=model, tokenizer=processor.tokenizer,
+                   feature_extractor=processor.feature_extractor)  # fmt: skip
+    result = asr({"raw": audio, "sampling_rate": 16000}, return_timestamps="word",
+                 generate_kwargs={"num_beams": 1})  # fmt: skip
+    assert result["chunks"]
+    times = [c["timestamp"] for c in result["chunks"]]
+    assert all(0.0 <= s <= e <= duration + 0.1 for s, e in times if e is not None)
