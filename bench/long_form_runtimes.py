@@ -6,14 +6,14 @@ Usage::
     python bench/long_form_runtimes.py --data egs/mini_en/dump/test_long \\
         --model teacher=egs/mini_en/exp/teacher --model student=egs/mini_en/exp/student \\
         [--runtimes faster-whisper,pipeline] [--quantization int8] [--work DIR]
-        [--condition-on-previous-text false]
+        [--condition-on-previous-text false] [--beam-size 1]
 
 ``--data`` is a data dir whose utterances are recordings (``wav.scp`` + ``text``, e.g. mini_en's
 ``test_long``). Each ``--model NAME=DIR`` (a transformers Whisper dir, as the recipe writes) is
 exported with ``speechdistill teacher export-ct2 --quantization Q`` and transcribed by
 faster-whisper (``WhisperModel(dir, compute_type=Q).transcribe(wav, language="en",
-beam_size=1, word_timestamps=True)``: its sequential long-form decoding with temperature
-fallback), and by transformers' ASR pipeline on the whole array (``return_timestamps=True``:
+beam_size=B, word_timestamps=True)``, ``--beam-size``, default 1: its sequential long-form
+decoding with temperature fallback), and by transformers' ASR pipeline on the whole array (``return_timestamps=True``:
 sequential long-form generation, with the pipeline's own default of 5 beams, which applies to
 any model whose ``generation_config`` sets no ``num_beams``, ours included). ``--condition-on-previous-text`` (default true, faster-whisper's
 default; transformers' is false) prompts each window with the previous one's text in both.
@@ -49,7 +49,12 @@ RUNTIMES = ("faster-whisper", "pipeline")
 
 
 def faster_whisper(
-    model_dir: Path, wavs: dict[str, str], quantization: str, language: str, prev: bool
+    model_dir: Path,
+    wavs: dict[str, str],
+    quantization: str,
+    language: str,
+    prev: bool,
+    beam_size: int = 1,
 ):
     """Hypotheses, segments and timed words of faster-whisper on every recording."""
     from faster_whisper import WhisperModel
@@ -57,7 +62,8 @@ def faster_whisper(
     model = WhisperModel(str(model_dir), device="cpu", compute_type=quantization)
     hyps, segments, words = {}, 0, 0
     for reco, wav in wavs.items():
-        segs = list(model.transcribe(wav, language=language, beam_size=1, word_timestamps=True,
+        segs = list(model.transcribe(wav, language=language, beam_size=beam_size,
+                                     word_timestamps=True,
                                      condition_on_previous_text=prev)[0])  # fmt: skip
         hyps[reco] = " ".join(s.text.strip() for s in segs)
         segments += len(segs)
@@ -93,6 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--language", default="en")
     ap.add_argument("--normalizer", default="english")
     ap.add_argument("--condition-on-previous-text", default="true", choices=("true", "false"))
+    ap.add_argument("--beam-size", type=int, default=1, help="faster-whisper's beams")
     ap.add_argument("--work", type=Path, help="where the exports go (default: a temp dir)")
     args = ap.parse_args(argv)
     prev = args.condition_on_previous_text == "true"
@@ -119,7 +126,7 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()  # the export is not timed
                 plain = {r: wavs[r] for r in audio}
                 hyps, segs, words = faster_whisper(
-                    ct2, plain, args.quantization, args.language, prev
+                    ct2, plain, args.quantization, args.language, prev, args.beam_size
                 )
             else:
                 hyps, segs, words = pipeline(Path(model_dir), audio, args.language, prev)
