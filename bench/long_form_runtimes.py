@@ -13,7 +13,8 @@ Usage::
 exported with ``speechdistill teacher export-ct2 --quantization Q`` and transcribed by
 faster-whisper (``WhisperModel(dir, compute_type=Q).transcribe(wav, language="en",
 beam_size=B, word_timestamps=True)``, ``--beam-size``, default 1: its sequential long-form
-decoding with temperature fallback), and by transformers' ASR pipeline on the whole array (``return_timestamps=True``:
+decoding with temperature fallback), and by transformers' ASR pipeline on the whole array
+(``return_timestamps=True``:
 sequential long-form generation, with the pipeline's own default of 5 beams, which applies to
 any model whose ``generation_config`` sets no ``num_beams``, ours included). ``--condition-on-previous-text`` (default true, faster-whisper's
 default; transformers' is false) prompts each window with the previous one's text in both.
