@@ -91,31 +91,8 @@ def pipeline(model_dir: Path, audio: dict, language: str, prev: bool):
     return hyps, chunks, 0
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True, type=Path, help="data dir of whole recordings")
-    ap.add_argument("--model", action="append", required=True, metavar="NAME=DIR")
-    ap.add_argument("--runtimes", default=",".join(RUNTIMES))
-    ap.add_argument("--quantization", default="int8", help="faster-whisper's compute type")
-    ap.add_argument("--language", default="en")
-    ap.add_argument("--normalizer", default="english")
-    ap.add_argument("--condition-on-previous-text", default="true", choices=("true", "false"))
-    ap.add_argument("--beam-size", type=int, default=1, help="faster-whisper's beams")
-    ap.add_argument("--work", type=Path, help="where the exports go (default: a temp dir)")
-    args = ap.parse_args(argv)
-    prev = args.condition_on_previous_text == "true"
-    runtimes = [r for r in args.runtimes.split(",") if r]
-    unknown = sorted(set(runtimes) - set(RUNTIMES))
-    if unknown:
-        ap.error(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
-    data = DataDir(args.data)
-    refs = data.read("text")
-    wavs = data.wav_scp()
-    reader = AudioReader(args.data)
-    audio = {r: reader(r) for r in sorted(refs)}
-    seconds = sum(len(a) for a in audio.values()) / SAMPLE_RATE
-    work = args.work or Path(tempfile.mkdtemp(prefix="long_form_runtimes."))
-    print(f"{args.data}: {len(refs)} recordings, {seconds:.1f} s", flush=True)
+def measure(args, work: Path, refs, wavs, audio, seconds: float, prev: bool, runtimes) -> list:
+    """One row per model and runtime: WER, its parts, segments, timed words, wall time."""
     rows = []
     for spec in args.model:
         name, _, model_dir = spec.partition("=")
@@ -142,6 +119,36 @@ def main(argv=None) -> int:
             rows.append(row)
             print(json.dumps({k: round(v, 2) if isinstance(v, float) else v
                               for k, v in row.items()}), flush=True)  # fmt: skip
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, type=Path, help="data dir of whole recordings")
+    ap.add_argument("--model", action="append", required=True, metavar="NAME=DIR")
+    ap.add_argument("--runtimes", default=",".join(RUNTIMES))
+    ap.add_argument("--quantization", default="int8", help="faster-whisper's compute type")
+    ap.add_argument("--language", default="en")
+    ap.add_argument("--normalizer", default="english")
+    ap.add_argument("--condition-on-previous-text", default="true", choices=("true", "false"))
+    ap.add_argument("--beam-size", type=int, default=1, help="faster-whisper's beams")
+    ap.add_argument("--work", type=Path, help="where the exports go (default: a temp dir)")
+    args = ap.parse_args(argv)
+    prev = args.condition_on_previous_text == "true"
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    unknown = sorted(set(runtimes) - set(RUNTIMES))
+    if unknown:
+        ap.error(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
+    data = DataDir(args.data)
+    refs = data.read("text")
+    wavs = data.wav_scp()
+    reader = AudioReader(args.data)
+    audio = {r: reader(r) for r in sorted(refs)}
+    seconds = sum(len(a) for a in audio.values()) / SAMPLE_RATE
+    print(f"{args.data}: {len(refs)} recordings, {seconds:.1f} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="long_form_runtimes.") as tmp:
+        work = args.work or Path(tmp)  # the exports; a temp dir is removed at the end
+        rows = measure(args, work, refs, wavs, audio, seconds, prev, runtimes)
     print("\n| model | runtime | WER | sub | del | ins | segments | RTFx |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
