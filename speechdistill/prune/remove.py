@@ -133,6 +133,15 @@ def _keep_channels(layout: EncoderLayout, j: int, idx: torch.Tensor, scale=None)
             layout.model.feature_extractor.conv_layers[j + 1].in_conv_dim = len(idx)
 
 
+def _kept(keep, masks, key: str, n: int, block_gate: float, module: nn.Module):
+    """The units of a block that stay (all ``n`` without a gate, none when its block gate is 0)
+    and their mask values (None without a gate)."""
+    idx = keep[key] if key in keep else torch.arange(n, device=module.weight.device)
+    if block_gate == 0.0:
+        idx = idx[:0]
+    return idx, masks[key][idx] if key in masks else None
+
+
 @torch.no_grad()
 def prune_model(model: nn.Module, gates: PruningGates) -> dict[str, Any]:
     """Remove the units whose deterministic mask is 0, fold the other mask values into the
@@ -155,24 +164,17 @@ def prune_model(model: nn.Module, gates: PruningGates) -> dict[str, Any]:
     for i in range(len(layout.layers)):
         attn_gate = float(masks[attlayer_key(i)][0]) if attlayer_key(i) in masks else 1.0
         ffn_gate = float(masks[ffnlayer_key(i)][0]) if ffnlayer_key(i) in masks else 1.0
+        out_proj, (fc_in, fc_out) = layout.attention(i).out_proj, layout.ffn(i)
         if head_key(i) in keep or (attn_gate == 0.0 and layout.num_heads(i) > 0):
-            device = layout.attention(i).out_proj.weight.device
-            idx = keep.get(head_key(i), torch.arange(layout.num_heads(i), device=device))
-            idx = idx[:0] if attn_gate == 0.0 else idx
-            scale = masks[head_key(i)][idx] if head_key(i) in masks else None
-            _keep_heads(layout, i, idx, scale)
+            n = layout.num_heads(i)
+            _keep_heads(layout, i, *_kept(keep, masks, head_key(i), n, attn_gate, out_proj))
         if attn_gate != 1.0:
             _scale_out(layout.attention(i).out_proj, attn_gate)
         if interm_key(i) in keep or ffn_gate == 0.0:
-            fc_in = layout.ffn(i)[0]
-            idx = keep.get(
-                interm_key(i), torch.arange(fc_in.out_features, device=fc_in.weight.device)
-            )
-            idx = idx[:0] if ffn_gate == 0.0 else idx
-            scale = masks[interm_key(i)][idx] if interm_key(i) in masks else None
-            _keep_neurons(layout, i, idx, scale)
+            n = fc_in.out_features
+            _keep_neurons(layout, i, *_kept(keep, masks, interm_key(i), n, ffn_gate, fc_in))
         if ffn_gate != 1.0:
-            _scale_out(layout.ffn(i)[1], ffn_gate)
+            _scale_out(fc_out, ffn_gate)
     structure = _structure(layout)
     _record(layout, structure)
     log.info(
