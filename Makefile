@@ -43,7 +43,7 @@ demo: install sysdeps
 test: install testdeps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests/unit tests/reliability tests/integration
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q --durations=15 tests/unit tests/reliability tests/integration
 
 # The fast tiers for development: lint, the unit and reliability tests (tiny random models).
 check: install

@@ -43,6 +43,12 @@ def test_mini_en_recipe_end_to_end(recipe):
         "4",
         "--decode_temperature_fallback",
         "true",
+        # a 4-step student loops to the token limit at every fallback temperature: capped, it
+        # takes minutes less (run.sh's long-form options, plus the cap per 30 s window)
+        "--decode_max_new_tokens",
+        "48",
+        "--long_decode_opts",
+        "--condition-on-prev-tokens false --num-beams 3 --max-new-tokens 128",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -92,6 +98,10 @@ def test_mini_en_recipe_end_to_end(recipe):
     assert re.search(r"^\|long_test_long\|2\|\d+\|", results_md, re.M), results_md  # 2 recordings
     for m in ("teacher", "student"):
         assert (recipe / "exp" / m / "decode_long_test_long" / "ctm").is_file()
+        long_json = recipe / "exp" / m / "decode_long_test_long" / "decode.json"
+        long_config = json.loads(long_json.read_text())["config"]
+        assert long_config["num_beams"] == 3 and long_config["max_new_tokens"] == 128
+        assert long_config["long_form"]["condition_on_prev_tokens"] is False
     for m in ("teacher", "student"):  # and one RESULTS.md per model, beside its decodes
         own = (recipe / "exp" / m / "RESULTS.md").read_text()
         assert f"# {m}" in own and re.search(r"^\|test\|10\|", own, re.M), own
