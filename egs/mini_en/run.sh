@@ -9,8 +9,7 @@
 # long-form decoding is (it also chooses the checkpoint on dev). Long-form decoding does not prompt
 # a window with the previous one's text: the 2-layer student drops much of a window when it does
 # (RESULTS.md). It searches 3 beams (the pipeline's and faster-whisper's default is 5): greedily
-# the student writes sentences twice inside a window. One recording at a time: transformers'
-# batched word timestamps fail with beams, and the fallback then decodes everything again.
+# the student writes sentences twice inside a window.
 # Figures: RESULTS.md.
 # The label-free filter runs (stage 5) and weights the labels instead of dropping any: every label
 # that passes the hard rejections is kept, with a loss weight from its confidence rank
@@ -29,7 +28,7 @@ cd "$(dirname "$0")"
   --valid_set dev \
   --test_sets "dev test" \
   --long_test_sets test_long \
-  --long_decode_opts "--condition-on-prev-tokens false --num-beams 3 --batch-size 1" \
+  --long_decode_opts "--condition-on-prev-tokens false --num-beams 3" \
   --teacher tiny.en \
   --normalizer english \
   --decode_batch_size 8 \

@@ -140,6 +140,10 @@ class LongFormTranscriber:
         kwargs.pop("do_sample", None)  # generate samples at each temperature above 0
         kwargs.update(self.config.generate_kwargs())
         if self.config.word_timestamps and len(audios) > 1:
+            if t.config.num_beams > 1:
+                # with beams, transformers' batched word timestamps fail on most batches (see
+                # below): one recording at a time, instead of each batch decoded twice
+                return [r for a in audios for r in self._generate([a], kwargs)]
             try:
                 return self._generate(audios, kwargs)
             except IndexError as err:

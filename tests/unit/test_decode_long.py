@@ -202,6 +202,34 @@ def test_a_batch_whose_word_timestamps_fail_is_decoded_one_recording_at_a_time(
         plain.transcribe_long(audios)
 
 
+def test_beams_with_word_timestamps_decode_one_recording_at_a_time(setup, monkeypatch):
+    """With beams, transformers' batched word timestamps fail: a batch is decoded one recording
+    at a time from the start (each generate call sees one), with the unbatched result."""
+    from speechdistill.audio import read_audio
+
+    t = WhisperTranscriber.from_pretrained(
+        setup["model"], DecodeConfig(num_beams=2, max_new_tokens=4)
+    )
+    lf = LongFormTranscriber(t, FAST)
+    audios = [read_audio(str(setup["root"] / f"{r}.wav"), utt_id=r) for r in DURATIONS]
+    alone = [lf.transcribe_long([a])[0] for a in audios]
+    generate, sizes = t.model.generate, []
+
+    def counting(*args, **kwargs):
+        sizes.append(kwargs["input_features"].shape[0])
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(t.model, "generate", counting)
+    batched = lf.transcribe_long(audios)
+    assert sizes == [1, 1]
+    assert [r.text for r in batched] == [r.text for r in alone]
+    # greedy, the batch goes to generate whole
+    sizes.clear()
+    t.config.num_beams = 1
+    lf.transcribe_long(audios)
+    assert sizes == [2]
+
+
 def test_long_form_settings_reach_generate():
     kwargs = LongFormConfig().generate_kwargs()
     assert kwargs["temperature"] == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
