@@ -5,7 +5,7 @@ Usage (in a recipe directory after stages 1-6, e.g. ``egs/mini_en`` after
 ``./run.sh --stop_stage 6``)::
 
     python ../../bench/filter_payoff.py --out exp/filter_payoff [--seeds 0 1 2]
-        [--conditions all,label_free,auto,sup10,sup20,random,weight] [--labelled 16]
+        [--conditions all,label_free,auto,sup10,sup20,sup_size,random,weight] [--labelled 16]
         [--pl-data dump/train_packed_pl] [--config conf/train.yaml] [--normalizer english]
         [--language en] [--train-opts "..."] [--decode-opts "--temperature-fallback"]
         [--jobs 8]
@@ -19,6 +19,8 @@ student per condition and seed, each from ``exp/student_init`` with ``--config``
 - ``auto``: the same hard rejections, then ``--keep auto``: the label-free score and threshold
   that best separate good from bad labels on ``--labelled`` utterances with references;
 - ``sup10``/``sup20``: the supervised filter, label WER below 10 % / 20 % (references for all);
+- ``sup_size``: the supervised filter at the size ``label_free`` keeps: the labels of lowest WER
+  (for noisy labels, where no label is under 10 % or 20 %);
 - ``random``: a random subset of the size ``label_free`` keeps (a new draw per seed);
 - ``weight``: nothing beyond the hard rejections is dropped; each label is weighted by its
   confidence rank instead (``filter --mode weight``; ``train`` reads ``utt2weight``).
@@ -66,14 +68,15 @@ CONDITIONS = {
     "auto": [*HARD, "auto"],
     "sup10": ["supervised_wer>-0.1"],
     "sup20": ["supervised_wer>-0.2"],
+    "sup_size": None,  # top:N:supervised_wer, N = label_free's size
     "random": None,
     "weight": [*HARD, "top:80%:confidence"],
 }
 #: (B, A) pairs of the summary: B - A with a paired bootstrap interval
 PAIRS = [
     ("label_free", "all"), ("label_free", "random"), ("label_free", "sup10"),
-    ("label_free", "sup20"), ("auto", "all"), ("auto", "random"), ("auto", "sup10"),
-    ("weight", "all"), ("weight", "label_free"),
+    ("label_free", "sup20"), ("label_free", "sup_size"), ("auto", "all"), ("auto", "random"), ("auto", "sup10"),
+    ("weight", "all"), ("weight", "label_free"), ("weight", "sup_size"),
 ]  # fmt: skip
 
 
@@ -109,8 +112,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = [c for c in args.conditions if c not in CONDITIONS]
     if unknown:
         p.error(f"unknown condition {unknown[0]!r} (known: {', '.join(CONDITIONS)})")
-    if "random" in args.conditions and "label_free" not in args.conditions:
-        p.error("random takes label_free's size: add label_free to --conditions")
+    for c in ("random", "sup_size"):
+        if c in args.conditions and "label_free" not in args.conditions:
+            p.error(f"{c} takes label_free's size: add label_free to --conditions")
     if args.pl_data is None:
         found = [d for d in (Path("dump/train_packed_pl"), Path("dump/train_pl")) if d.is_dir()]
         if not found:
@@ -162,7 +166,11 @@ def select(args: argparse.Namespace, cond: str) -> Path:
     out = args.out / cond / "data"
     if (out / "text.teacher").exists():
         return out
-    rules = [a for r in CONDITIONS[cond] for a in ("--keep", r)]
+    if cond == "sup_size":
+        n = len(DataDir(select(args, "label_free")).utt_ids())
+        rules = ["--keep", f"top:{n}:supervised_wer"]
+    else:
+        rules = [a for r in CONDITIONS[cond] for a in ("--keep", r)]
     extra = shlex.split(args.filter_opts)
     if cond == "auto":
         utts = sorted(DataDir(args.pl_data).utt_ids())
