@@ -75,8 +75,8 @@ CONDITIONS = {
 #: (B, A) pairs of the summary: B - A with a paired bootstrap interval
 PAIRS = [
     ("label_free", "all"), ("label_free", "random"), ("label_free", "sup10"),
-    ("label_free", "sup20"), ("label_free", "sup_size"), ("auto", "all"), ("auto", "random"), ("auto", "sup10"),
-    ("weight", "all"), ("weight", "label_free"), ("weight", "sup_size"),
+    ("label_free", "sup20"), ("label_free", "sup_size"), ("auto", "all"), ("auto", "random"),
+    ("auto", "sup10"), ("weight", "all"), ("weight", "label_free"), ("weight", "sup_size"),
 ]  # fmt: skip
 
 

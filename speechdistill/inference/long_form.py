@@ -141,8 +141,8 @@ class LongFormTranscriber:
         kwargs.update(self.config.generate_kwargs())
         if self.config.word_timestamps and len(audios) > 1:
             if t.config.num_beams > 1:
-                # with beams, transformers' batched word timestamps fail on most batches (see
-                # below): one recording at a time, instead of each batch decoded twice
+                # with beams, transformers' batched word timestamps fail (as below), and a
+                # failed batch is decoded twice: one recording at a time from the start
                 return [r for a in audios for r in self._generate([a], kwargs)]
             try:
                 return self._generate(audios, kwargs)
