@@ -143,7 +143,7 @@ class LongFormTranscriber:
             if t.config.num_beams > 1:
                 # with beams, transformers' batched word timestamps fail (as below), and a
                 # failed batch is decoded twice: one recording at a time from the start
-                return [r for a in audios for r in self._generate([a], kwargs)]
+                return self._one_by_one(audios, kwargs)
             try:
                 return self._generate(audios, kwargs)
             except IndexError as err:
@@ -155,8 +155,11 @@ class LongFormTranscriber:
                     "word timestamps failed for a batch of %d recordings in transformers' "
                     "generate (%s): decoding them one at a time", len(audios), err,
                 )  # fmt: skip
-                return [r for a in audios for r in self._generate([a], kwargs)]
+                return self._one_by_one(audios, kwargs)
         return self._generate(audios, kwargs)
+
+    def _one_by_one(self, audios: Sequence[np.ndarray], kwargs: dict) -> list[LongFormResult]:
+        return [r for a in audios for r in self._generate([a], kwargs)]
 
     def _generate(self, audios: Sequence[np.ndarray], kwargs: dict) -> list[LongFormResult]:
         torch.manual_seed(FALLBACK_SEED)
