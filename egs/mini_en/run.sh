@@ -20,6 +20,9 @@
 # 2 cores, most of it pseudo-labelling; see README.md):
 #   ./run.sh --pack false --local_data_opts "--num_train 2000 --train_text bundled" \
 #     --train_config conf/train_1k.yaml --pl_num_beams 5 --decode_temperature_fallback true
+# On long recordings, three times the audio takes the student from 21 to 8 points behind the
+# teacher (31 minutes; RESULTS.md, "Long-form with more audio"):
+#   ./run.sh --local_data_opts "--num_train 1000" --train_config conf/train_1k_packed.yaml
 set -euo pipefail
 cd "$(dirname "$0")"
 
