@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from speechdistill.audio import SAMPLE_RATE, read_audio
+from speechdistill.audio import SAMPLE_RATE, AudioReader
 from speechdistill.cache import CacheReader
 from speechdistill.datadir import DataDir
 from speechdistill.datadir.weights import UTT2WEIGHT, read_weights
@@ -150,7 +150,7 @@ class KDDataset(torch.utils.data.Dataset):
         self.prompt = Prompt.from_model(generation_config, self.tokenizer, config.language,
                                         config.task)  # fmt: skip
         self.epoch = 0
-        self.wav = self.dir.wav_scp()
+        self.audio = AudioReader(self.dir)  # wav.scp, with segments where the dir has them
         if not self.dir.exists(config.label_file):
             raise FileNotFoundError(f"{self.dir.file(config.label_file)}: no targets to train on")
         texts = self.dir.read(config.label_file)
@@ -162,8 +162,10 @@ class KDDataset(torch.utils.data.Dataset):
         self.ids: dict[str, list[int]] = {}
         self.ids_ts: dict[str, list[int]] = {}
         skipped: list[str] = []
+        no_audio: list[str] = []
         for utt in sorted(texts):
-            if utt not in self.wav:
+            if utt not in self.audio:
+                no_audio.append(utt)
                 continue
             ids = teacher_ids.get(utt)
             if ids is not None:
@@ -197,6 +199,12 @@ class KDDataset(torch.utils.data.Dataset):
                 "tokens, or not in the cache): trained without timestamps",
                 self.dir.path, len(self.ids) - len(self.ids_ts), len(self.ids),
                 config.max_label_tokens,
+            )  # fmt: skip
+        if no_audio:
+            log.warning(
+                "%s: %d utterances of %s skipped: not in %s: %s",
+                self.dir.path, len(no_audio), config.label_file,
+                "segments" if self.dir.has_segments else "wav.scp", " ".join(no_audio[:10]),
             )  # fmt: skip
         if skipped:
             log.warning(
@@ -331,7 +339,7 @@ class KDDataset(torch.utils.data.Dataset):
         if self.cached_states:
             item["encoder_states"] = self.cache.encoder(utt)
         else:
-            audio = read_audio(self.wav[utt], utt_id=utt)
+            audio = self.audio(utt)
             feats = self.processor.feature_extractor(
                 audio, sampling_rate=SAMPLE_RATE, return_tensors="np"
             ).input_features[0]

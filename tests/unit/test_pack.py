@@ -234,3 +234,40 @@ def test_training_on_a_packed_dir_with_timestamped_labels(tmp_path: Path):
     assert False in drawn  # a timestamped label is trained on
     summary = train_whisper(student, teacher, packed, packed, tmp_path / "exp", config)
     assert summary["steps"] == 2 and (tmp_path / "exp" / "model.safetensors").is_file()
+
+
+def test_training_reads_the_segments_of_an_unpacked_dir(tmp_path: Path, caplog):
+    """Per-utterance training on a dir with ``segments`` reads each utterance's span of its
+    recording; in the dataset, a label without a segment is a logged, counted skip."""
+    from speechdistill.init_student import init_student
+    from speechdistill.teachers.whisper import load_teacher
+    from speechdistill.testing import english_tokenizer, save_random_whisper
+    from speechdistill.train.config import TrainConfig
+    from speechdistill.train.data import KDDataset
+    from speechdistill.train.whisper_kd import train_whisper
+
+    teacher = save_random_whisper(
+        tmp_path / "teacher", english_tokenizer(), multilingual=False, max_source_positions=1500
+    )
+    student = tmp_path / "student"
+    init_student(teacher, student, decoder_layers=1)
+    segs = {"spk1-a": ("r1", 0.0, 1.0), "spk1-b": ("r1", 2.0, 2.5), "spk2-c": ("r2", 1.0, 3.0)}
+    d = DataDir(recording_dir(tmp_path, segs, reco_seconds=4.0))
+    d.write("text.teacher", {**{u: "hi there" for u in segs}, "spk2-gone": "no audio"})
+    config = TrainConfig(
+        max_steps=2, batch_size=2, eval_steps=2, save_steps=2, log_steps=1, eval_batch_size=2,
+        eval_max_new_tokens=8, warmup_steps=1, teacher_mode="online",
+    )  # fmt: skip
+    model, proc = load_teacher(student)
+    with caplog.at_level("WARNING"):
+        ds = KDDataset(d.path, proc, model.generation_config, config)
+    assert sorted(ds.utts) == sorted(segs)
+    assert "1 utterances of text.teacher skipped: not in segments: spk2-gone" in caplog.text
+    for i, utt in enumerate(ds.utts):
+        reco, start, end = segs[utt]
+        span = read_audio(str(tmp_path / f"{reco}.wav"))[round(start * SR) : round(end * SR)]
+        want = proc.feature_extractor(span, sampling_rate=SR).input_features[0]
+        assert np.allclose(ds[i]["input_features"].numpy(), want, atol=1e-5)
+    d.write("text.teacher", {u: "hi there" for u in segs})  # train refuses the stray label
+    summary = train_whisper(student, teacher, d.path, d.path, tmp_path / "exp", config)
+    assert summary["steps"] == 2
