@@ -1,4 +1,5 @@
-"""``speechdistill data pack``: windows of at most 30 s from recordings, utt2reco or speakers."""
+"""``speechdistill data pack``: windows of at most 30 s from recordings, utt2reco or speakers;
+training on a packed dir and on an unpacked one with ``segments``."""
 
 from __future__ import annotations
 
