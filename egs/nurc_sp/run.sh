@@ -37,8 +37,8 @@ case ${mini} in
   true)
     # segments packed into <= 30 s windows, as NURC-SP's recipe labels them; the teacher loops
     # on espeak Portuguese, so labels are capped; the label-free filter weights the labels by
-    # teacher confidence instead of dropping any (the best of the conditions over three seeds:
-    # RESULTS.md, "Does filtering pay off on mini_pt?")
+    # teacher confidence instead of dropping any (the best of the conditions over three seeds,
+    # better than all labels: RESULTS.md, "Does filtering pay off on mini_pt?")
     settings=(--teacher base --ngpu 0 --decode_dtype "" --pl_batch_size 8 --decode_batch_size 8
       --pack true --pl_cache true --pl_max_new_tokens 192 --decode_max_new_tokens 128
       --filter label_free --filter_mode weight
