@@ -76,7 +76,8 @@ CONDITIONS = {
 PAIRS = [
     ("label_free", "all"), ("label_free", "random"), ("label_free", "sup10"),
     ("label_free", "sup20"), ("label_free", "sup_size"), ("auto", "all"), ("auto", "random"),
-    ("auto", "sup10"), ("weight", "all"), ("weight", "label_free"), ("weight", "sup_size"),
+    ("auto", "sup10"), ("weight", "all"), ("weight", "random"), ("weight", "label_free"),
+    ("weight", "sup_size"),
 ]  # fmt: skip
 
 
